@@ -1,0 +1,162 @@
+//! Fernet keys.
+
+use std::fmt;
+
+use aes::cipher::array::Array;
+use aes::cipher::consts::{U16, U32};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::b64::{self, Engine as _};
+use crate::error::KeyError;
+
+/// Length of a Fernet key in bytes: a 16-byte signing key then a 16-byte
+/// encryption key.
+pub const KEY_LEN: usize = 32;
+
+/// A 32-byte Fernet key: signing key ‖ encryption key.
+///
+/// Zeroized on drop. Its `Debug` output shows no key bytes. Equality is
+/// constant time.
+///
+/// ```
+/// use secrets_manager_fernet::Key;
+///
+/// let key = Key::generate();
+/// let text = key.to_base64();
+/// assert_eq!(text.len(), 44);
+/// assert_eq!(Key::from_base64(text.as_str())?, key);
+/// assert_eq!(format!("{key:?}"), "Key([REDACTED])");
+/// # Ok::<(), secrets_manager_fernet::KeyError>(())
+/// ```
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Key([u8; KEY_LEN]);
+
+impl Key {
+    /// A fresh random key from the operating system's CSPRNG.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot supply random bytes, which on every
+    /// supported platform means the system is unusable; continuing would risk
+    /// a predictable key.
+    #[must_use]
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; KEY_LEN];
+        crate::rng::fill_fresh(&mut bytes);
+        Self(bytes)
+    }
+
+    /// Parses the text form: 44 characters of URL-safe base64 with padding,
+    /// as Python's `Fernet.generate_key()` produces.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Encoding`] when the text is not canonical padded URL-safe
+    /// base64, [`KeyError::Length`] when it does not decode to 32 bytes.
+    pub fn from_base64(text: impl AsRef<[u8]>) -> Result<Self, KeyError> {
+        let text = text.as_ref();
+        // Anything longer than a key's encoding is rejected before decoding,
+        // so no input makes this allocate.
+        let mut buf = Zeroizing::new([0u8; KEY_LEN + 3]);
+        if text.len() > b64::encoded_len(KEY_LEN + 3) {
+            return Err(KeyError::Length { len: text.len() / 4 * 3 });
+        }
+        let len = b64::URL_SAFE
+            .decode_slice(text, &mut buf[..])
+            .map_err(|_| KeyError::Encoding)?;
+        if len != KEY_LEN {
+            return Err(KeyError::Length { len });
+        }
+        let mut bytes = [0u8; KEY_LEN];
+        bytes.copy_from_slice(&buf[..KEY_LEN]);
+        Ok(Self(bytes))
+    }
+
+    /// Wraps raw key bytes (for example a PBKDF2 output).
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The text form, in a buffer that is zeroized when dropped.
+    #[must_use]
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::with_capacity(b64::encoded_len(KEY_LEN)));
+        b64::URL_SAFE.encode_string(self.0, &mut out);
+        out
+    }
+
+    /// The raw key bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// The signing key and the encryption key, 16 bytes each.
+    pub(crate) fn halves(&self) -> (&Array<u8, U16>, &Array<u8, U16>) {
+        let whole: &Array<u8, U32> = (&self.0).into();
+        whole.split_ref::<U16>()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for Key {}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key([REDACTED])")
+    }
+}
+
+impl std::str::FromStr for Key {
+    type Err = KeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_base64(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_non_canonical_forms() {
+        let key = Key::generate();
+        let text = key.to_base64();
+        assert_eq!(Key::from_base64(text.as_str()).unwrap(), key);
+        // Missing padding, standard alphabet, whitespace: all rejected.
+        assert_eq!(Key::from_base64(&text[..43]), Err(KeyError::Encoding));
+        let std_alphabet = text.replace('-', "+").replace('_', "/");
+        if std_alphabet != *text {
+            assert_eq!(Key::from_base64(&std_alphabet), Err(KeyError::Encoding));
+        }
+        assert_eq!(Key::from_base64(format!(" {}", &*text)), Err(KeyError::Encoding));
+    }
+
+    #[test]
+    fn rejects_wrong_lengths_with_the_length() {
+        assert_eq!(Key::from_base64("c2FsdA=="), Err(KeyError::Length { len: 4 }));
+        assert_eq!(Key::from_base64(""), Err(KeyError::Length { len: 0 }));
+        let long = "A".repeat(1000);
+        assert!(matches!(Key::from_base64(&long), Err(KeyError::Length { .. })));
+        let msg = KeyError::Length { len: 4 }.to_string();
+        assert!(msg.contains("32") && msg.contains('4'), "{msg}");
+    }
+
+    #[test]
+    fn trailing_bits_must_be_zero() {
+        // 32 bytes end with a two-byte quantum, "xxx=", whose third
+        // character carries two unused bits. "AAB=" sets one of them.
+        let canonical = format!("{}AAA=", "A".repeat(40));
+        assert!(Key::from_base64(&canonical).is_ok());
+        let sloppy = format!("{}AAB=", "A".repeat(40));
+        assert_eq!(Key::from_base64(&sloppy), Err(KeyError::Encoding));
+    }
+}

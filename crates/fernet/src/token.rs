@@ -1,0 +1,406 @@
+//! The token format and the single-key codec.
+//!
+//! ```text
+//! token = base64url( 0x80 ‖ timestamp (u64 BE) ‖ IV (16) ‖ AES-128-CBC(PKCS#7(msg)) ‖ HMAC-SHA256 (32) )
+//! ```
+//! The HMAC covers everything before it, under the signing key.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aes::cipher::array::Array;
+use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
+use aes::{Aes128Dec, Aes128Enc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::b64::{self, Engine as _};
+use crate::error::InvalidToken;
+use crate::key::Key;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The version byte of the Fernet spec.
+pub(crate) const VERSION: u8 = 0x80;
+const BLOCK: usize = 16;
+/// Version, timestamp and IV.
+const HEADER_LEN: usize = 1 + 8 + BLOCK;
+const TAG_LEN: usize = 32;
+/// Smallest token: header, one ciphertext block, tag.
+const MIN_RAW_LEN: usize = HEADER_LEN + BLOCK + TAG_LEN;
+/// Python's `_MAX_CLOCK_SKEW`: with a TTL, tokens up to this far in the
+/// future are accepted.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Stack buffer for streaming encryption: ciphertext is produced, MACed and
+/// base64-encoded a few KiB at a time, so a large message is read once and
+/// the only heap allocation is the output.
+const CHUNK: usize = 3 * 1024;
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Encrypts and decrypts tokens under one key.
+///
+/// Holds the key already expanded (AES round keys, HMAC inner and outer
+/// states), so a token costs no key setup. Cloning copies that state.
+///
+/// ```
+/// use std::time::Duration;
+/// use secrets_manager_fernet::{Fernet, Key};
+///
+/// let f = Fernet::new(&Key::generate());
+/// let token = f.encrypt(b"message");
+/// assert_eq!(&*f.decrypt(&token)?, b"message");
+/// assert_eq!(&*f.decrypt_with_ttl(&token, Duration::from_secs(60))?, b"message");
+///
+/// // Fixed clocks make time rules testable.
+/// let token = f.encrypt_at_time(b"message", 499_162_800);
+/// assert_eq!(f.extract_timestamp(&token)?, 499_162_800);
+/// let ttl = Some(Duration::from_secs(60));
+/// assert!(f.decrypt_at_time(&token, ttl, 499_162_860).is_ok());
+/// assert!(f.decrypt_at_time(&token, ttl, 499_162_861).is_err());
+/// # Ok::<(), secrets_manager_fernet::InvalidToken>(())
+/// ```
+#[derive(Clone)]
+pub struct Fernet {
+    mac: HmacSha256,
+    enc: Aes128Enc,
+    dec: Aes128Dec,
+}
+
+impl fmt::Debug for Fernet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fernet { key: [REDACTED] }")
+    }
+}
+
+impl Fernet {
+    /// Expands `key` for use. The `Fernet` keeps no copy of the raw key.
+    #[must_use]
+    pub fn new(key: &Key) -> Self {
+        let (signing, encryption) = key.halves();
+        // HMAC zero-pads a short key to the hash's 64-byte block, so passing
+        // the padded block is the same key, with no fallible length check.
+        let mut block = Zeroizing::new(Array::<u8, _>::default());
+        block[..signing.len()].copy_from_slice(signing);
+        Self {
+            mac: <HmacSha256 as KeyInit>::new(&block),
+            enc: Aes128Enc::new(encryption),
+            dec: Aes128Dec::new(encryption),
+        }
+    }
+
+    /// Encrypts `msg` with the current time and a random IV.
+    ///
+    /// # Panics
+    ///
+    /// Only if the operating system cannot supply random bytes.
+    #[must_use]
+    pub fn encrypt(&self, msg: &[u8]) -> String {
+        self.encrypt_at_time(msg, now())
+    }
+
+    /// Encrypts `msg` stamped with `timestamp` (Unix seconds) and a random IV.
+    ///
+    /// # Panics
+    ///
+    /// Only if the operating system cannot supply random bytes.
+    #[must_use]
+    pub fn encrypt_at_time(&self, msg: &[u8], timestamp: u64) -> String {
+        self.encrypt_from_parts(msg, timestamp, &crate::rng::iv())
+    }
+
+    /// Encrypts with a caller-chosen IV, for known-answer tests only.
+    ///
+    /// Reusing or predicting IVs breaks CBC's security: never use this
+    /// outside tests. Requires the `hazmat` feature.
+    #[cfg(feature = "hazmat")]
+    #[must_use]
+    pub fn encrypt_with_iv(&self, msg: &[u8], timestamp: u64, iv: [u8; 16]) -> String {
+        self.encrypt_from_parts(msg, timestamp, &iv)
+    }
+
+    pub(crate) fn encrypt_from_parts(&self, msg: &[u8], timestamp: u64, iv: &[u8; 16]) -> String {
+        let ct_len = (msg.len() / BLOCK + 1) * BLOCK;
+        let raw_len = ct_len.saturating_add(HEADER_LEN + TAG_LEN);
+        let mut out = String::with_capacity(b64::encoded_len(raw_len));
+        let mut mac = self.mac.clone();
+        let mut cbc = cbc::Encryptor::<&Aes128Enc>::inner_iv_init(&self.enc, iv.into());
+
+        // `buf[..fill]` holds raw token bytes not yet encoded; after each
+        // flush at most two remain (the encoding works in 3-byte groups).
+        let mut buf = Zeroizing::new([0u8; CHUNK + 2 * BLOCK + TAG_LEN]);
+        buf[0] = VERSION;
+        buf[1..9].copy_from_slice(&timestamp.to_be_bytes());
+        buf[9..HEADER_LEN].copy_from_slice(iv);
+        mac.update(&buf[..HEADER_LEN]);
+        let mut fill = HEADER_LEN;
+
+        let (blocks, tail) = Array::slice_as_chunks(msg);
+        let mut blocks = blocks;
+        while !blocks.is_empty() {
+            let room = (CHUNK - fill) / BLOCK;
+            let (now, rest) = blocks.split_at(room.min(blocks.len()));
+            let end = fill + now.len() * BLOCK;
+            let (out_blocks, _) = Array::slice_as_chunks_mut(&mut buf[fill..end]);
+            let equal_lengths = cbc.encrypt_blocks_b2b(now, out_blocks);
+            debug_assert!(equal_lengths.is_ok());
+            mac.update(&buf[fill..end]);
+            fill = flush(&mut buf[..], end, &mut out);
+            blocks = rest;
+        }
+
+        // Last block: the remaining bytes and PKCS#7 padding (1 to 16 bytes).
+        let mut last = Array::<u8, _>::default();
+        last[..tail.len()].copy_from_slice(tail);
+        let pad = (BLOCK - tail.len()) as u8;
+        last[tail.len()..].fill(pad);
+        cbc.encrypt_block(&mut last);
+        buf[fill..fill + BLOCK].copy_from_slice(&last);
+        mac.update(&last);
+        fill += BLOCK;
+        buf[fill..fill + TAG_LEN].copy_from_slice(&mac.finalize().into_bytes());
+        fill += TAG_LEN;
+        b64::URL_SAFE.encode_string(&buf[..fill], &mut out);
+        out
+    }
+
+    /// Decrypts a token of any age.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidToken`] for any malformed, forged or corrupted token, or one
+    /// made under another key.
+    pub fn decrypt(&self, token: impl AsRef<[u8]>) -> Result<Zeroizing<Vec<u8>>, InvalidToken> {
+        self.decrypt_at_time(token, None, 0)
+    }
+
+    /// Decrypts a token no older than `ttl` (whole seconds) and no more than
+    /// 60 s in the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](Self::decrypt), and when the timestamp is out of range.
+    pub fn decrypt_with_ttl(
+        &self,
+        token: impl AsRef<[u8]>,
+        ttl: Duration,
+    ) -> Result<Zeroizing<Vec<u8>>, InvalidToken> {
+        self.decrypt_at_time(token, Some(ttl), now())
+    }
+
+    /// Decrypts as if the time were `now` (Unix seconds). With a `ttl`, the
+    /// token must satisfy `timestamp + ttl >= now` and
+    /// `timestamp <= now + 60`, exactly Python's rule; without one, `now`
+    /// is not used.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt_with_ttl`](Self::decrypt_with_ttl).
+    pub fn decrypt_at_time(
+        &self,
+        token: impl AsRef<[u8]>,
+        ttl: Option<Duration>,
+        now: u64,
+    ) -> Result<Zeroizing<Vec<u8>>, InvalidToken> {
+        let token = UnverifiedToken::parse(token)?;
+        token.check_ttl(ttl, now)?;
+        token.verify(self).map_err(|_| InvalidToken)?.decrypt()
+    }
+
+    /// The token's timestamp (Unix seconds), after verifying its HMAC.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidToken`] as for [`decrypt`](Self::decrypt); no time check.
+    pub fn extract_timestamp(&self, token: impl AsRef<[u8]>) -> Result<u64, InvalidToken> {
+        let token = UnverifiedToken::parse(token)?;
+        Ok(token.verify(self).map_err(|_| InvalidToken)?.timestamp())
+    }
+
+    fn tag_matches(&self, raw: &[u8]) -> bool {
+        let (signed, tag) = raw.split_at(raw.len() - TAG_LEN);
+        let mut mac = self.mac.clone();
+        mac.update(signed);
+        // Constant-time comparison.
+        mac.verify_slice(tag).is_ok()
+    }
+}
+
+/// Encodes whole 3-byte groups of `buf[..fill]` into `out`, moves the
+/// remainder to the front and returns its length.
+fn flush(buf: &mut [u8], fill: usize, out: &mut String) -> usize {
+    let whole = fill - fill % 3;
+    b64::URL_SAFE.encode_string(&buf[..whole], out);
+    buf.copy_within(whole..fill, 0);
+    fill - whole
+}
+
+/// A decoded token whose structure is checked but whose HMAC is not.
+///
+/// For key stores that choose which keys to try, and in what order (for
+/// example by the timestamp): decode once, then [`verify`](Self::verify)
+/// against candidate keys. Nothing is decrypted until a key verifies.
+///
+/// ```
+/// use secrets_manager_fernet::{Fernet, Key, UnverifiedToken};
+///
+/// let (old, new) = (Fernet::new(&Key::generate()), Fernet::new(&Key::generate()));
+/// let token = old.encrypt_at_time(b"hi", 1_700_000_000);
+///
+/// let mut parsed = UnverifiedToken::parse(&token)?;
+/// assert_eq!(parsed.timestamp(), 1_700_000_000); // unauthenticated!
+/// for f in [&new, &old] {
+///     match parsed.verify(f) {
+///         Ok(verified) => {
+///             assert_eq!(&*verified.decrypt()?, b"hi");
+///             break;
+///         }
+///         Err(unverified) => parsed = unverified,
+///     }
+/// }
+/// # Ok::<(), secrets_manager_fernet::InvalidToken>(())
+/// ```
+pub struct UnverifiedToken {
+    raw: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for UnverifiedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnverifiedToken")
+            .field("timestamp", &self.timestamp())
+            .field("len", &self.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UnverifiedToken {
+    /// Decodes a token and checks its encoding, version byte and length.
+    ///
+    /// Allocates at most three quarters of the input's length, once.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidToken`] unless the token is canonical padded URL-safe base64
+    /// of a version-0x80 token with a whole number of cipher blocks.
+    pub fn parse(token: impl AsRef<[u8]>) -> Result<Self, InvalidToken> {
+        let token = token.as_ref();
+        // Cheap structural checks first: every valid token is a multiple of
+        // four characters and at least one block long.
+        if token.len() % 4 != 0 || token.len() < b64::encoded_len(MIN_RAW_LEN) {
+            return Err(InvalidToken);
+        }
+        let mut raw = Zeroizing::new(Vec::with_capacity(token.len() / 4 * 3));
+        b64::URL_SAFE.decode_vec(token, &mut raw).map_err(|_| InvalidToken)?;
+        if raw.len() < MIN_RAW_LEN
+            || raw[0] != VERSION
+            || (raw.len() - HEADER_LEN - TAG_LEN) % BLOCK != 0
+        {
+            return Err(InvalidToken);
+        }
+        Ok(Self { raw })
+    }
+
+    /// The timestamp the token claims (Unix seconds). Not authenticated
+    /// until [`verify`](Self::verify) succeeds: use it only to order work.
+    #[must_use]
+    pub fn timestamp(&self) -> u64 {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&self.raw[1..9]);
+        u64::from_be_bytes(ts)
+    }
+
+    /// Python's time rule. With a `ttl`: rejects a token older than `ttl`
+    /// whole seconds or more than 60 s in the future, relative to `now`.
+    /// Without one: accepts any time. Arithmetic saturates, so no timestamp
+    /// or TTL overflows.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidToken`] when the timestamp is out of range.
+    pub fn check_ttl(&self, ttl: Option<Duration>, now: u64) -> Result<(), InvalidToken> {
+        let Some(ttl) = ttl else { return Ok(()) };
+        let ts = self.timestamp();
+        if ts.saturating_add(ttl.as_secs()) < now
+            || now.saturating_add(MAX_CLOCK_SKEW.as_secs()) < ts
+        {
+            return Err(InvalidToken);
+        }
+        Ok(())
+    }
+
+    /// Checks the HMAC under `fernet`'s key, in constant time. On failure the
+    /// token comes back, to try the next key.
+    ///
+    /// # Errors
+    ///
+    /// The token itself, unchanged, when the tag does not verify.
+    pub fn verify(self, fernet: &Fernet) -> Result<VerifiedToken<'_>, Self> {
+        if fernet.tag_matches(&self.raw) {
+            Ok(VerifiedToken { raw: self.raw, fernet })
+        } else {
+            Err(self)
+        }
+    }
+}
+
+/// A token whose HMAC verified under a key; ready to decrypt.
+pub struct VerifiedToken<'f> {
+    raw: Zeroizing<Vec<u8>>,
+    fernet: &'f Fernet,
+}
+
+impl fmt::Debug for VerifiedToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedToken")
+            .field("timestamp", &self.timestamp())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedToken<'_> {
+    /// The authenticated timestamp (Unix seconds).
+    #[must_use]
+    pub fn timestamp(&self) -> u64 {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&self.raw[1..9]);
+        u64::from_be_bytes(ts)
+    }
+
+    /// Decrypts in place and returns the message, reusing the decoded
+    /// token's buffer (no second allocation).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidToken`] if the padding is malformed, which only a holder of
+    /// the key can cause.
+    pub fn decrypt(self) -> Result<Zeroizing<Vec<u8>>, InvalidToken> {
+        let mut raw = self.raw;
+        let end = raw.len() - TAG_LEN;
+        let mut iv = [0u8; BLOCK];
+        iv.copy_from_slice(&raw[9..HEADER_LEN]);
+        let (blocks, _) = Array::slice_as_chunks_mut(&mut raw[HEADER_LEN..end]);
+        cbc::Decryptor::<&Aes128Dec>::inner_iv_init(&self.fernet.dec, (&iv).into())
+            .decrypt_blocks(blocks);
+        // PKCS#7: the last byte says how many bytes of padding, 1 to 16,
+        // each equal to it. Checked without early exit.
+        let pad = raw[end - 1];
+        let mut bad = u8::from(pad == 0 || usize::from(pad) > BLOCK);
+        for i in 1..BLOCK {
+            let b = raw[end - 1 - i];
+            let in_pad = u8::from(i < usize::from(pad));
+            bad |= in_pad & u8::from(b != pad);
+        }
+        if bad != 0 {
+            return Err(InvalidToken);
+        }
+        let len = end - HEADER_LEN - usize::from(pad);
+        raw.copy_within(HEADER_LEN..HEADER_LEN + len, 0);
+        raw.truncate(len);
+        Ok(raw)
+    }
+}
