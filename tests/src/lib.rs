@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 /// The workspace root.
 #[must_use]
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
 }
 
 /// A file under `tests/data`.
@@ -31,7 +33,9 @@ pub fn python_script(name: &str) -> PathBuf {
 /// `../shared/vectors/fernet-spec`) when it is there.
 #[must_use]
 pub fn spec_vectors_dir() -> Option<PathBuf> {
-    let dir = workspace_root().parent()?.join("shared/vectors/fernet-spec");
+    let dir = workspace_root()
+        .parent()?
+        .join("shared/vectors/fernet-spec");
     dir.is_dir().then_some(dir)
 }
 
@@ -82,7 +86,9 @@ pub fn run_python(python: &str, script: &Path, input: &[u8]) -> Vec<u8> {
     let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("no stdin"));
     let input = input.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{python} failed: {e}"));
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{python} failed: {e}"));
     writer.join().ok();
     assert!(
         out.status.success(),
@@ -111,10 +117,12 @@ pub fn hex(s: &str) -> Vec<u8> {
 #[must_use]
 pub fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Parses the RFC 3339 times of the Fernet spec vectors
@@ -126,7 +134,9 @@ pub fn to_hex(bytes: &[u8]) -> String {
 #[must_use]
 pub fn rfc3339_to_unix(s: &str) -> u64 {
     let num = |a: usize, b: usize| -> i64 {
-        s.get(a..b).and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("bad time {s}"))
+        s.get(a..b)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("bad time {s}"))
     };
     let (y, mo, d) = (num(0, 4), num(5, 7), num(8, 10));
     let (h, mi, sec) = (num(11, 13), num(14, 16), num(17, 19));
@@ -146,7 +156,8 @@ pub fn rfc3339_to_unix(s: &str) -> u64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec - offset).unwrap_or_else(|_| panic!("before 1970: {s}"))
+    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
+        .unwrap_or_else(|_| panic!("before 1970: {s}"))
 }
 
 #[cfg(test)]
@@ -154,7 +165,13 @@ mod tests {
     #[test]
     fn rfc3339_matches_known_instants() {
         assert_eq!(super::rfc3339_to_unix("1970-01-01T00:00:00Z"), 0);
-        assert_eq!(super::rfc3339_to_unix("1985-10-26T01:20:00-07:00"), 499_162_800);
-        assert_eq!(super::rfc3339_to_unix("2024-02-29T12:00:00+02:00"), 1_709_200_800);
+        assert_eq!(
+            super::rfc3339_to_unix("1985-10-26T01:20:00-07:00"),
+            499_162_800
+        );
+        assert_eq!(
+            super::rfc3339_to_unix("2024-02-29T12:00:00+02:00"),
+            1_709_200_800
+        );
     }
 }

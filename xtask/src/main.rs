@@ -1,1 +1,211 @@
-fn main() {}
+//! Project automation: `cargo xtask <command>`.
+//!
+//! - `ci`: exactly what CI runs (format, lints, tests, docs, vector drift,
+//!   fuzz smoke).
+//! - `vectors [--check]`: regenerate the Python-made test vectors, or fail if
+//!   they would change.
+//! - `fuzz [--seconds N] [TARGET...]`: run fuzz targets (all by default).
+//! - `bench [--quick]`: run the codec benchmarks and print ratios against the
+//!   peer and the bare primitives, all measured in the same run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+
+mod bench;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = args
+        .split_first()
+        .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
+    match cmd {
+        "ci" => ci(rest),
+        "vectors" => vectors(rest.iter().any(|a| a == "--check")),
+        "fuzz" => fuzz(rest),
+        "bench" => bench::run(&root(), rest.iter().any(|a| a == "--quick")),
+        "help" | "--help" | "-h" => {
+            println!("{}", HELP.trim());
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`\n\n{}", HELP.trim()),
+    }
+}
+
+const HELP: &str = "
+usage: cargo xtask <command>
+
+commands:
+  ci [--fuzz-seconds N]     format check, clippy, tests, docs, vector drift, fuzz smoke
+  vectors [--check]         regenerate tests/data vectors with Python (or check for drift)
+  fuzz [--seconds N] [T..]  run fuzz targets (default: all, 60 s each)
+  bench [--quick]           run benchmarks and print ratios against the peers
+";
+
+/// Fuzz targets, one per parser or API surface that takes untrusted input.
+const FUZZ_TARGETS: &[&str] = &["fernet_decrypt", "fernet_roundtrip", "fernet_key"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    c.current_dir(root());
+    c
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    eprintln!("$ {}", describe(&cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", describe(&cmd)))?;
+    ensure!(status.success(), "`{}` failed ({status})", describe(&cmd));
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn ci(args: &[String]) -> Result<()> {
+    let fuzz_seconds = flag_value(args, "--fuzz-seconds")?.unwrap_or(15);
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
+
+    // The README's test command.
+    let mut test = cargo();
+    test.args(["test", "--workspace"]);
+    run(test)?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(doc)?;
+
+    vectors(true)?;
+
+    let mut smoke = vec!["--seconds".to_owned(), fuzz_seconds.to_string()];
+    smoke.extend(FUZZ_TARGETS.iter().map(|t| (*t).to_owned()));
+    fuzz(&smoke)?;
+    eprintln!("xtask ci: all green");
+    Ok(())
+}
+
+fn flag_value(args: &[String], name: &str) -> Result<Option<u64>> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => {
+            let v = args
+                .get(i + 1)
+                .with_context(|| format!("{name} needs a value"))?;
+            Ok(Some(v.parse().with_context(|| {
+                format!("{name}: `{v}` is not a whole number")
+            })?))
+        }
+    }
+}
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Regenerates (or checks) the vector files made by Python scripts.
+fn vectors(check: bool) -> Result<()> {
+    let root = root();
+    let generators = [(
+        "tests/python/fernet_vectors.py",
+        "tests/data/fernet_python-cryptography.json",
+    )];
+    for (script, target) in generators {
+        eprintln!("$ {} {script}", python());
+        let out = Command::new(python())
+            .arg(root.join(script))
+            .output()
+            .with_context(|| {
+                format!(
+                    "cannot run {} (install Python 3 with `cryptography`)",
+                    python()
+                )
+            })?;
+        ensure!(
+            out.status.success(),
+            "{script} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = root.join(target);
+        if check {
+            let current = std::fs::read(&path).with_context(|| format!("cannot read {target}"))?;
+            ensure!(
+                current == out.stdout,
+                "{target} is out of date with {script}: run `cargo xtask vectors` and commit the result"
+            );
+            eprintln!("{target}: up to date");
+        } else {
+            std::fs::write(&path, &out.stdout).with_context(|| format!("cannot write {target}"))?;
+            eprintln!("{target}: written");
+        }
+    }
+    Ok(())
+}
+
+/// Runs each fuzz target for a while (cargo-fuzz, on stable through
+/// `RUSTC_BOOTSTRAP`, since libFuzzer needs sanitizer flags).
+fn fuzz(args: &[String]) -> Result<()> {
+    let seconds = flag_value(args, "--seconds")?.unwrap_or(60);
+    let mut targets: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--seconds"))
+        .map(|(_, a)| a.as_str())
+        .collect();
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.to_vec();
+    }
+    for t in &targets {
+        ensure!(
+            FUZZ_TARGETS.contains(t),
+            "unknown fuzz target `{t}` (known: {})",
+            FUZZ_TARGETS.join(", ")
+        );
+    }
+    let fuzz_dir = root().join("fuzz");
+    for target in targets {
+        let corpus = fuzz_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)
+            .with_context(|| format!("cannot create {}", corpus.display()))?;
+        let mut cmd = cargo();
+        cmd.current_dir(&fuzz_dir)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args([
+                "fuzz",
+                "run",
+                target,
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-print_final_stats=1",
+            ]);
+        run(cmd).with_context(|| "is cargo-fuzz installed? `cargo install cargo-fuzz --locked`")?;
+    }
+    Ok(())
+}

@@ -60,7 +60,9 @@ impl Key {
         // so no input makes this allocate.
         let mut buf = Zeroizing::new([0u8; KEY_LEN + 3]);
         if text.len() > b64::encoded_len(KEY_LEN + 3) {
-            return Err(KeyError::Length { len: text.len() / 4 * 3 });
+            return Err(KeyError::Length {
+                len: text.len() / 4 * 3,
+            });
         }
         let len = b64::URL_SAFE
             .decode_slice(text, &mut buf[..])
@@ -137,15 +139,24 @@ mod tests {
         if std_alphabet != *text {
             assert_eq!(Key::from_base64(&std_alphabet), Err(KeyError::Encoding));
         }
-        assert_eq!(Key::from_base64(format!(" {}", &*text)), Err(KeyError::Encoding));
+        assert_eq!(
+            Key::from_base64(format!(" {}", &*text)),
+            Err(KeyError::Encoding)
+        );
     }
 
     #[test]
     fn rejects_wrong_lengths_with_the_length() {
-        assert_eq!(Key::from_base64("c2FsdA=="), Err(KeyError::Length { len: 4 }));
+        assert_eq!(
+            Key::from_base64("c2FsdA=="),
+            Err(KeyError::Length { len: 4 })
+        );
         assert_eq!(Key::from_base64(""), Err(KeyError::Length { len: 0 }));
         let long = "A".repeat(1000);
-        assert!(matches!(Key::from_base64(&long), Err(KeyError::Length { .. })));
+        assert!(matches!(
+            Key::from_base64(&long),
+            Err(KeyError::Length { .. })
+        ));
         let msg = KeyError::Length { len: 4 }.to_string();
         assert!(msg.contains("32") && msg.contains('4'), "{msg}");
     }

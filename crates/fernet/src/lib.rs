@@ -14,4 +14,3 @@ pub use crate::multi::MultiFernet;
 pub use crate::token::{Fernet, MAX_CLOCK_SKEW, UnverifiedToken, VerifiedToken};
 /// Re-exported: decrypted messages are returned in [`Zeroizing`](zeroize::Zeroizing).
 pub use zeroize;
-

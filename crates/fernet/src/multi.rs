@@ -150,13 +150,18 @@ impl MultiFernet {
     /// Verifies under each key in turn and decrypts with the first match.
     fn open(&self, mut token: UnverifiedToken) -> Result<(u64, Zeroizing<Vec<u8>>), InvalidToken> {
         for f in &self.fernets {
-            match token.verify(f) {
+            // A key whose HMAC verifies but whose padding does not hands
+            // the token back, and the next key is tried (Python's behaviour).
+            token = match token.verify(f) {
                 Ok(verified) => {
                     let timestamp = verified.timestamp();
-                    return verified.decrypt().map(|msg| (timestamp, msg));
+                    match verified.decrypt() {
+                        Ok(msg) => return Ok((timestamp, msg)),
+                        Err(unverified) => unverified,
+                    }
                 }
-                Err(unverified) => token = unverified,
-            }
+                Err(unverified) => unverified,
+            };
         }
         Err(InvalidToken)
     }

@@ -175,9 +175,10 @@ mod tests {
         for _ in 0..IVS_PER_REFILL * 3 {
             assert!(seen.insert(iv()));
         }
-        let other: Vec<[u8; 16]> = std::thread::spawn(|| (0..IVS_PER_REFILL * 2).map(|_| iv()).collect())
-            .join()
-            .unwrap();
+        let other: Vec<[u8; 16]> =
+            std::thread::spawn(|| (0..IVS_PER_REFILL * 2).map(|_| iv()).collect())
+                .join()
+                .unwrap();
         for iv in other {
             assert!(seen.insert(iv));
         }

@@ -40,7 +40,9 @@ const CHUNK: usize = 3 * 1024;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Encrypts and decrypts tokens under one key.
@@ -209,7 +211,11 @@ impl Fernet {
     ) -> Result<Zeroizing<Vec<u8>>, InvalidToken> {
         let token = UnverifiedToken::parse(token)?;
         token.check_ttl(ttl, now)?;
-        token.verify(self).map_err(|_| InvalidToken)?.decrypt()
+        token
+            .verify(self)
+            .map_err(|_| InvalidToken)?
+            .decrypt()
+            .map_err(|_| InvalidToken)
     }
 
     /// The token's timestamp (Unix seconds), after verifying its HMAC.
@@ -247,7 +253,7 @@ fn flush(buf: &mut [u8], fill: usize, out: &mut String) -> usize {
 /// against candidate keys. Nothing is decrypted until a key verifies.
 ///
 /// ```
-/// use secrets_manager_fernet::{Fernet, Key, UnverifiedToken};
+/// use secrets_manager_fernet::{Fernet, InvalidToken, Key, UnverifiedToken};
 ///
 /// let (old, new) = (Fernet::new(&Key::generate()), Fernet::new(&Key::generate()));
 /// let token = old.encrypt_at_time(b"hi", 1_700_000_000);
@@ -257,7 +263,7 @@ fn flush(buf: &mut [u8], fill: usize, out: &mut String) -> usize {
 /// for f in [&new, &old] {
 ///     match parsed.verify(f) {
 ///         Ok(verified) => {
-///             assert_eq!(&*verified.decrypt()?, b"hi");
+///             assert_eq!(&*verified.decrypt().map_err(|_| InvalidToken)?, b"hi");
 ///             break;
 ///         }
 ///         Err(unverified) => parsed = unverified,
@@ -295,7 +301,9 @@ impl UnverifiedToken {
             return Err(InvalidToken);
         }
         let mut raw = Zeroizing::new(Vec::with_capacity(token.len() / 4 * 3));
-        b64::URL_SAFE.decode_vec(token, &mut raw).map_err(|_| InvalidToken)?;
+        b64::URL_SAFE
+            .decode_vec(token, &mut raw)
+            .map_err(|_| InvalidToken)?;
         if raw.len() < MIN_RAW_LEN
             || raw[0] != VERSION
             || (raw.len() - HEADER_LEN - TAG_LEN) % BLOCK != 0
@@ -341,7 +349,10 @@ impl UnverifiedToken {
     /// The token itself, unchanged, when the tag does not verify.
     pub fn verify(self, fernet: &Fernet) -> Result<VerifiedToken<'_>, Self> {
         if fernet.tag_matches(&self.raw) {
-            Ok(VerifiedToken { raw: self.raw, fernet })
+            Ok(VerifiedToken {
+                raw: self.raw,
+                fernet,
+            })
         } else {
             Err(self)
         }
@@ -374,33 +385,49 @@ impl VerifiedToken<'_> {
     /// Decrypts in place and returns the message, reusing the decoded
     /// token's buffer (no second allocation).
     ///
+    /// The padding is checked on the last block before anything else is
+    /// decrypted, so on failure the token comes back unchanged and the next
+    /// key can be tried, as Python's `MultiFernet` does. (A bad padding under
+    /// a valid HMAC takes a key holder: a malicious one, or two keys that
+    /// share a signing half.)
+    ///
     /// # Errors
     ///
-    /// [`InvalidToken`] if the padding is malformed, which only a holder of
-    /// the key can cause.
-    pub fn decrypt(self) -> Result<Zeroizing<Vec<u8>>, InvalidToken> {
+    /// The token, unverified again, if the padding is malformed.
+    pub fn decrypt(self) -> Result<Zeroizing<Vec<u8>>, UnverifiedToken> {
         let mut raw = self.raw;
         let end = raw.len() - TAG_LEN;
+        let Some(pad) = last_block_padding(self.fernet, &raw[end - 2 * BLOCK..end]) else {
+            return Err(UnverifiedToken { raw });
+        };
         let mut iv = [0u8; BLOCK];
         iv.copy_from_slice(&raw[9..HEADER_LEN]);
         let (blocks, _) = Array::slice_as_chunks_mut(&mut raw[HEADER_LEN..end]);
         cbc::Decryptor::<&Aes128Dec>::inner_iv_init(&self.fernet.dec, (&iv).into())
             .decrypt_blocks(blocks);
-        // PKCS#7: the last byte says how many bytes of padding, 1 to 16,
-        // each equal to it. Checked without early exit.
-        let pad = raw[end - 1];
-        let mut bad = u8::from(pad == 0 || usize::from(pad) > BLOCK);
-        for i in 1..BLOCK {
-            let b = raw[end - 1 - i];
-            let in_pad = u8::from(i < usize::from(pad));
-            bad |= in_pad & u8::from(b != pad);
-        }
-        if bad != 0 {
-            return Err(InvalidToken);
-        }
-        let len = end - HEADER_LEN - usize::from(pad);
+        let len = end - HEADER_LEN - pad;
         raw.copy_within(HEADER_LEN..HEADER_LEN + len, 0);
         raw.truncate(len);
         Ok(raw)
     }
+}
+
+/// The PKCS#7 padding length of the last block, from the last two cipher
+/// blocks (the first being the IV for a one-block message), or `None` if the
+/// padding is malformed. The check runs without early exit.
+fn last_block_padding(fernet: &Fernet, last_two: &[u8]) -> Option<usize> {
+    let (prev, last) = last_two.split_at(BLOCK);
+    let mut block = Zeroizing::new(Array::<u8, _>::default());
+    block.copy_from_slice(last);
+    aes::cipher::BlockCipherDecrypt::decrypt_block(&fernet.dec, &mut block);
+    for (b, p) in block.iter_mut().zip(prev) {
+        *b ^= p;
+    }
+    let pad = block[BLOCK - 1];
+    let mut bad = u8::from(pad == 0) | u8::from(usize::from(pad) > BLOCK);
+    for i in 1..BLOCK {
+        let in_pad = u8::from(i < usize::from(pad));
+        bad |= in_pad & u8::from(block[BLOCK - 1 - i] != pad);
+    }
+    (bad == 0).then_some(usize::from(pad))
 }

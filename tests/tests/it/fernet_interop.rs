@@ -12,7 +12,9 @@ fn message(i: usize) -> Vec<u8> {
 
 #[test]
 fn tokens_cross_check_both_ways_with_python() {
-    let Some(python) = python_with(&["cryptography"]) else { return };
+    let Some(python) = python_with(&["cryptography"]) else {
+        return;
+    };
     const N: usize = 300;
     let keys: Vec<Key> = (0..10).map(|_| Key::generate()).collect();
 
@@ -32,20 +34,36 @@ fn tokens_cross_check_both_ways_with_python() {
         })
         .collect();
     let input = json!({"decrypt": ours, "encrypt": requests}).to_string();
-    let out: Value = serde_json::from_slice(&run_python(&python, &python_script("fernet_oracle.py"), input.as_bytes())).unwrap();
+    let out: Value = serde_json::from_slice(&run_python(
+        &python,
+        &python_script("fernet_oracle.py"),
+        input.as_bytes(),
+    ))
+    .unwrap();
 
     let decrypted = out["decrypted"].as_array().unwrap();
     assert_eq!(decrypted.len(), N);
     for (i, d) in decrypted.iter().enumerate() {
-        assert_eq!(hex(d["msg"].as_str().unwrap()), message(i), "python decrypting our token {i}");
-        assert_eq!(d["timestamp"].as_u64(), Some(1_000_000_000 + (i as u64) * 7919));
+        assert_eq!(
+            hex(d["msg"].as_str().unwrap()),
+            message(i),
+            "python decrypting our token {i}"
+        );
+        assert_eq!(
+            d["timestamp"].as_u64(),
+            Some(1_000_000_000 + (i as u64) * 7919)
+        );
     }
     let tokens = out["encrypted"].as_array().unwrap();
     assert_eq!(tokens.len(), N);
     for (i, t) in tokens.iter().enumerate() {
         let f = Fernet::new(&keys[(i + 3) % keys.len()]);
         let token = t.as_str().unwrap();
-        assert_eq!(&*f.decrypt(token).unwrap(), &message(i)[..], "our decrypting python token {i}");
+        assert_eq!(
+            &*f.decrypt(token).unwrap(),
+            &message(i)[..],
+            "our decrypting python token {i}"
+        );
         assert_eq!(f.extract_timestamp(token), Ok(2_000_000_000 + i as u64));
         // And Python's key text parses here to the same key.
     }

@@ -16,7 +16,11 @@ fn reencode(raw: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in raw.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -31,7 +35,11 @@ fn reencode(raw: &[u8]) -> String {
 
 fn decode(token: &str) -> Vec<u8> {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let vals: Vec<u32> = token.bytes().filter(|&c| c != b'=').map(|c| A.iter().position(|&a| a == c).unwrap() as u32).collect();
+    let vals: Vec<u32> = token
+        .bytes()
+        .filter(|&c| c != b'=')
+        .map(|c| A.iter().position(|&a| a == c).unwrap() as u32)
+        .collect();
     let mut out = Vec::new();
     for chunk in vals.chunks(4) {
         let mut n = 0u32;
@@ -171,4 +179,23 @@ fn types_are_send_sync_clone() {
     check::<Fernet>();
     check::<MultiFernet>();
     check::<Key>();
+}
+
+/// Found by fuzzing: two keys sharing the signing half. The first verifies
+/// the HMAC but its padding fails; Python's `MultiFernet` then tries the next
+/// key, and so must we (decrypt, rotate).
+#[test]
+fn multifernet_tries_the_next_key_when_padding_fails_under_a_shared_signing_key() {
+    let mut real = [0u8; 32];
+    real[16..].copy_from_slice(&[0xf6; 16]);
+    let decoy = [0u8; 32];
+    let f = key_from(real);
+    let token = f.encrypt_at_time(b"", 0);
+    assert_eq!(key_from(decoy).decrypt(&token), Err(InvalidToken));
+    let multi = MultiFernet::new(vec![key_from(decoy), f.clone()]).unwrap();
+    assert_eq!(&*multi.decrypt(&token).unwrap(), b"");
+    let rotated = multi.rotate(&token).unwrap();
+    // Rotated under the decoy (the first key): only it decrypts the result.
+    assert_eq!(&*key_from(decoy).decrypt(&rotated).unwrap(), b"");
+    assert_eq!(multi.extract_timestamp(&rotated), Ok(0));
 }

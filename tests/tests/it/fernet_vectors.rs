@@ -14,28 +14,49 @@ fn load(path: &std::path::Path) -> Value {
 
 fn spec(name: &str) -> Option<Vec<Value>> {
     let Some(dir) = spec_vectors_dir() else {
-        assert!(!secrets_manager_tests::in_ci(), "CI must have the spec vectors beside the checkout");
+        assert!(
+            !secrets_manager_tests::in_ci(),
+            "CI must have the spec vectors beside the checkout"
+        );
         eprintln!("skipping: the Fernet spec vectors are not beside this checkout");
         return None;
     };
-    Some(load(&dir.join(name)).as_array().cloned().unwrap_or_default())
+    Some(
+        load(&dir.join(name))
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    )
 }
 
 fn s(v: &Value, field: &str) -> String {
-    v[field].as_str().unwrap_or_else(|| panic!("{field} missing in {v}")).to_owned()
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} missing in {v}"))
+        .to_owned()
 }
 
 fn ttl(v: &Value) -> Option<Duration> {
-    v["ttl_sec"].as_u64().or_else(|| v["ttl"].as_u64()).map(Duration::from_secs)
+    v["ttl_sec"]
+        .as_u64()
+        .or_else(|| v["ttl"].as_u64())
+        .map(Duration::from_secs)
 }
 
 #[test]
 fn spec_generate_vectors_encrypt_bit_exactly() {
-    let Some(cases) = spec("generate.json") else { return };
+    let Some(cases) = spec("generate.json") else {
+        return;
+    };
     assert!(!cases.is_empty());
     for case in cases {
         let f = Fernet::new(&Key::from_base64(s(&case, "secret")).unwrap());
-        let iv: Vec<u8> = case["iv"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
+        let iv: Vec<u8> = case["iv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap() as u8)
+            .collect();
         let now = rfc3339_to_unix(&s(&case, "now"));
         let token = f.encrypt_with_iv(s(&case, "src").as_bytes(), now, iv.try_into().unwrap());
         assert_eq!(token, s(&case, "token"));
@@ -44,19 +65,25 @@ fn spec_generate_vectors_encrypt_bit_exactly() {
 
 #[test]
 fn spec_verify_vectors_decrypt() {
-    let Some(cases) = spec("verify.json") else { return };
+    let Some(cases) = spec("verify.json") else {
+        return;
+    };
     assert!(!cases.is_empty());
     for case in cases {
         let f = Fernet::new(&Key::from_base64(s(&case, "secret")).unwrap());
         let now = rfc3339_to_unix(&s(&case, "now"));
-        let msg = f.decrypt_at_time(s(&case, "token"), ttl(&case), now).unwrap();
+        let msg = f
+            .decrypt_at_time(s(&case, "token"), ttl(&case), now)
+            .unwrap();
         assert_eq!(&*msg, s(&case, "src").as_bytes());
     }
 }
 
 #[test]
 fn spec_invalid_vectors_are_rejected() {
-    let Some(cases) = spec("invalid.json") else { return };
+    let Some(cases) = spec("invalid.json") else {
+        return;
+    };
     assert_eq!(cases.len(), 8);
     for case in cases {
         let f = Fernet::new(&Key::from_base64(s(&case, "secret")).unwrap());
@@ -103,7 +130,12 @@ fn python_decrypt_outcomes_match_including_ttl_and_skew_edges() {
         // The same through MultiFernet, with a decoy key first.
         let multi = MultiFernet::new(vec![Fernet::new(&Key::generate()), f]).unwrap();
         let got = multi.decrypt_at_time(s(case, "token"), ttl(case), now);
-        assert_eq!(got.ok().map(|m| m.to_vec()), want, "multi: {}", s(case, "desc"));
+        assert_eq!(
+            got.ok().map(|m| m.to_vec()),
+            want,
+            "multi: {}",
+            s(case, "desc")
+        );
     }
 }
 
@@ -114,7 +146,12 @@ fn encodings_python_tolerates_are_rejected_here() {
     assert!(cases.len() >= 4);
     for case in cases {
         let f = Fernet::new(&Key::from_base64(s(case, "key")).unwrap());
-        assert_eq!(f.decrypt(s(case, "token")), Err(InvalidToken), "{}", s(case, "desc"));
+        assert_eq!(
+            f.decrypt(s(case, "token")),
+            Err(InvalidToken),
+            "{}",
+            s(case, "desc")
+        );
     }
 }
 
@@ -127,9 +164,15 @@ fn rotation_keeps_message_and_timestamp() {
         let multi = MultiFernet::new(vec![new.clone(), old.clone()]).unwrap();
         let rotated = multi.rotate(s(case, "token")).unwrap();
         assert_eq!(&*new.decrypt(&rotated).unwrap(), &hex(&s(case, "msg"))[..]);
-        assert_eq!(new.extract_timestamp(&rotated), Ok(case["timestamp"].as_u64().unwrap()));
+        assert_eq!(
+            new.extract_timestamp(&rotated),
+            Ok(case["timestamp"].as_u64().unwrap())
+        );
         assert_eq!(old.decrypt(&rotated), Err(InvalidToken));
-        assert_eq!(multi.extract_timestamp(&rotated), Ok(case["timestamp"].as_u64().unwrap()));
+        assert_eq!(
+            multi.extract_timestamp(&rotated),
+            Ok(case["timestamp"].as_u64().unwrap())
+        );
     }
 }
 
