@@ -4,7 +4,7 @@
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-pub(crate) use base64::Engine;
+use base64::Engine as _;
 
 pub(crate) const URL_SAFE: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
@@ -17,4 +17,66 @@ pub(crate) const URL_SAFE: GeneralPurpose = GeneralPurpose::new(
 /// Length of the padded encoding of `n` bytes, saturating.
 pub(crate) const fn encoded_len(n: usize) -> usize {
     n.div_ceil(3).saturating_mul(4)
+}
+
+/// Decodes strictly, appending to `out`.
+pub(crate) fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+    URL_SAFE.decode_vec(text, out).map_err(|_| ())
+}
+
+/// Decodes strictly into `out`, returning the decoded length.
+pub(crate) fn decode_slice(text: &[u8], out: &mut [u8]) -> Result<usize, ()> {
+    URL_SAFE.decode_slice(text, out).map_err(|_| ())
+}
+
+/// Encodes secret bytes into a buffer zeroized on drop.
+pub(crate) fn encode_secret(bytes: &[u8]) -> zeroize::Zeroizing<String> {
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(encoded_len(bytes.len())));
+    URL_SAFE.encode_string(bytes, &mut out);
+    out
+}
+
+/// A token's text, encoded piecewise into one allocation of the exact final
+/// size.
+pub(crate) struct Output {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Output {
+    /// Room for the encoding of `raw_len` bytes.
+    pub(crate) fn with_len(raw_len: usize) -> Self {
+        Self {
+            buf: vec![0; encoded_len(raw_len)],
+            pos: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        // The buffer was sized for the whole token, so this always fits.
+        let written = URL_SAFE.encode_slice(bytes, &mut self.buf[self.pos..]);
+        debug_assert!(written.is_ok());
+        self.pos += written.unwrap_or(0);
+    }
+
+    /// Encodes the whole 3-byte groups of `buf[..fill]`, moves the rest (at
+    /// most two bytes) to the front of `buf` and returns its length.
+    pub(crate) fn push_groups(&mut self, buf: &mut [u8], fill: usize) -> usize {
+        let whole = fill - fill % 3;
+        self.push(&buf[..whole]);
+        buf.copy_within(whole..fill, 0);
+        fill - whole
+    }
+
+    /// Encodes the last bytes, with padding.
+    pub(crate) fn push_last(&mut self, last: &[u8]) {
+        self.push(last);
+        debug_assert_eq!(self.pos, self.buf.len());
+    }
+
+    /// The text.
+    pub(crate) fn into_string(self) -> String {
+        // Base64 output is ASCII, so the conversion cannot fail.
+        String::from_utf8(self.buf).unwrap_or_default()
+    }
 }

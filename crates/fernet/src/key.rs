@@ -7,7 +7,7 @@ use aes::cipher::consts::{U16, U32};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::b64::{self, Engine as _};
+use crate::b64;
 use crate::error::KeyError;
 
 /// Length of a Fernet key in bytes: a 16-byte signing key then a 16-byte
@@ -64,9 +64,7 @@ impl Key {
                 len: text.len() / 4 * 3,
             });
         }
-        let len = b64::URL_SAFE
-            .decode_slice(text, &mut buf[..])
-            .map_err(|_| KeyError::Encoding)?;
+        let len = b64::decode_slice(text, &mut buf[..]).map_err(|_| KeyError::Encoding)?;
         if len != KEY_LEN {
             return Err(KeyError::Length { len });
         }
@@ -84,9 +82,7 @@ impl Key {
     /// The text form, in a buffer that is zeroized when dropped.
     #[must_use]
     pub fn to_base64(&self) -> Zeroizing<String> {
-        let mut out = Zeroizing::new(String::with_capacity(b64::encoded_len(KEY_LEN)));
-        b64::URL_SAFE.encode_string(self.0, &mut out);
-        out
+        b64::encode_secret(&self.0)
     }
 
     /// The raw key bytes.

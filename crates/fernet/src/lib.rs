@@ -4,6 +4,7 @@
 mod b64;
 mod error;
 mod key;
+mod mac;
 mod multi;
 mod rng;
 mod token;

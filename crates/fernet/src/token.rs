@@ -9,17 +9,19 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aes::cipher::array::Array;
-use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
+use aes::cipher::consts::U16;
+use aes::cipher::{
+    BlockCipherDecBackend, BlockCipherDecClosure, BlockCipherDecrypt, BlockCipherEncBackend,
+    BlockCipherEncClosure, BlockCipherEncrypt, BlockModeDecrypt, BlockSizeUser, InOut, InnerIvInit,
+    KeyInit,
+};
 use aes::{Aes128Dec, Aes128Enc};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::b64::{self, Engine as _};
+use crate::b64;
 use crate::error::InvalidToken;
 use crate::key::Key;
-
-type HmacSha256 = Hmac<Sha256>;
+use crate::mac::MacKey;
 
 /// The version byte of the Fernet spec.
 pub(crate) const VERSION: u8 = 0x80;
@@ -36,7 +38,9 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// Stack buffer for streaming encryption: ciphertext is produced, MACed and
 /// base64-encoded a few KiB at a time, so a large message is read once and
 /// the only heap allocation is the output.
-const CHUNK: usize = 3 * 1024;
+const CHUNK: usize = 4 * 1024;
+/// Messages up to this size are encrypted through a smaller buffer.
+const SMALL_MSG: usize = 256;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now() -> u64 {
@@ -69,7 +73,7 @@ pub(crate) fn now() -> u64 {
 /// ```
 #[derive(Clone)]
 pub struct Fernet {
-    mac: HmacSha256,
+    mac: MacKey,
     enc: Aes128Enc,
     dec: Aes128Dec,
 }
@@ -85,12 +89,8 @@ impl Fernet {
     #[must_use]
     pub fn new(key: &Key) -> Self {
         let (signing, encryption) = key.halves();
-        // HMAC zero-pads a short key to the hash's 64-byte block, so passing
-        // the padded block is the same key, with no fallible length check.
-        let mut block = Zeroizing::new(Array::<u8, _>::default());
-        block[..signing.len()].copy_from_slice(signing);
         Self {
-            mac: <HmacSha256 as KeyInit>::new(&block),
+            mac: MacKey::new(signing),
             enc: Aes128Enc::new(encryption),
             dec: Aes128Dec::new(encryption),
         }
@@ -128,47 +128,17 @@ impl Fernet {
 
     pub(crate) fn encrypt_from_parts(&self, msg: &[u8], timestamp: u64, iv: &[u8; 16]) -> String {
         let ct_len = (msg.len() / BLOCK + 1) * BLOCK;
-        let raw_len = ct_len.saturating_add(HEADER_LEN + TAG_LEN);
-        let mut out = String::with_capacity(b64::encoded_len(raw_len));
-        let mut mac = self.mac.clone();
-        let mut cbc = cbc::Encryptor::<&Aes128Enc>::inner_iv_init(&self.enc, iv.into());
-
-        // `buf[..fill]` holds raw token bytes not yet encoded; after each
-        // flush at most two remain (the encoding works in 3-byte groups).
-        let mut buf = Zeroizing::new([0u8; CHUNK + 2 * BLOCK + TAG_LEN]);
-        buf[0] = VERSION;
-        buf[1..9].copy_from_slice(&timestamp.to_be_bytes());
-        buf[9..HEADER_LEN].copy_from_slice(iv);
-        mac.update(&buf[..HEADER_LEN]);
-        let mut fill = HEADER_LEN;
-
-        let (blocks, tail) = Array::slice_as_chunks(msg);
-        let mut blocks = blocks;
-        while !blocks.is_empty() {
-            let room = (CHUNK - fill) / BLOCK;
-            let (now, rest) = blocks.split_at(room.min(blocks.len()));
-            let end = fill + now.len() * BLOCK;
-            let (out_blocks, _) = Array::slice_as_chunks_mut(&mut buf[fill..end]);
-            let equal_lengths = cbc.encrypt_blocks_b2b(now, out_blocks);
-            debug_assert!(equal_lengths.is_ok());
-            mac.update(&buf[fill..end]);
-            fill = flush(&mut buf[..], end, &mut out);
-            blocks = rest;
-        }
-
-        // Last block: the remaining bytes and PKCS#7 padding (1 to 16 bytes).
-        let mut last = Array::<u8, _>::default();
-        last[..tail.len()].copy_from_slice(tail);
-        let pad = (BLOCK - tail.len()) as u8;
-        last[tail.len()..].fill(pad);
-        cbc.encrypt_block(&mut last);
-        buf[fill..fill + BLOCK].copy_from_slice(&last);
-        mac.update(&last);
-        fill += BLOCK;
-        buf[fill..fill + TAG_LEN].copy_from_slice(&mac.finalize().into_bytes());
-        fill += TAG_LEN;
-        b64::URL_SAFE.encode_string(&buf[..fill], &mut out);
-        out
+        let mut out = b64::Output::with_len(ct_len.saturating_add(HEADER_LEN + TAG_LEN));
+        // One backend call for the whole token: the AES backend's per-call
+        // setup (broadcasting round keys on VAES) is paid once.
+        self.enc.encrypt_with_backend(EncryptJob {
+            mac: &self.mac,
+            msg,
+            timestamp,
+            iv,
+            out: &mut out,
+        });
+        out.into_string()
     }
 
     /// Decrypts a token of any age.
@@ -230,20 +200,10 @@ impl Fernet {
 
     fn tag_matches(&self, raw: &[u8]) -> bool {
         let (signed, tag) = raw.split_at(raw.len() - TAG_LEN);
-        let mut mac = self.mac.clone();
+        let mut mac = self.mac.start();
         mac.update(signed);
-        // Constant-time comparison.
-        mac.verify_slice(tag).is_ok()
+        mac.verify(tag)
     }
-}
-
-/// Encodes whole 3-byte groups of `buf[..fill]` into `out`, moves the
-/// remainder to the front and returns its length.
-fn flush(buf: &mut [u8], fill: usize, out: &mut String) -> usize {
-    let whole = fill - fill % 3;
-    b64::URL_SAFE.encode_string(&buf[..whole], out);
-    buf.copy_within(whole..fill, 0);
-    fill - whole
 }
 
 /// A decoded token whose structure is checked but whose HMAC is not.
@@ -301,9 +261,7 @@ impl UnverifiedToken {
             return Err(InvalidToken);
         }
         let mut raw = Zeroizing::new(Vec::with_capacity(token.len() / 4 * 3));
-        b64::URL_SAFE
-            .decode_vec(token, &mut raw)
-            .map_err(|_| InvalidToken)?;
+        b64::decode_into(token, &mut raw).map_err(|_| InvalidToken)?;
         if raw.len() < MIN_RAW_LEN
             || raw[0] != VERSION
             || (raw.len() - HEADER_LEN - TAG_LEN) % BLOCK != 0
@@ -397,14 +355,14 @@ impl VerifiedToken<'_> {
     pub fn decrypt(self) -> Result<Zeroizing<Vec<u8>>, UnverifiedToken> {
         let mut raw = self.raw;
         let end = raw.len() - TAG_LEN;
-        let Some(pad) = last_block_padding(self.fernet, &raw[end - 2 * BLOCK..end]) else {
+        let mut pad = None;
+        self.fernet.dec.decrypt_with_backend(DecryptJob {
+            body: &mut raw[9..end],
+            pad: &mut pad,
+        });
+        let Some(pad) = pad else {
             return Err(UnverifiedToken { raw });
         };
-        let mut iv = [0u8; BLOCK];
-        iv.copy_from_slice(&raw[9..HEADER_LEN]);
-        let (blocks, _) = Array::slice_as_chunks_mut(&mut raw[HEADER_LEN..end]);
-        cbc::Decryptor::<&Aes128Dec>::inner_iv_init(&self.fernet.dec, (&iv).into())
-            .decrypt_blocks(blocks);
         let len = end - HEADER_LEN - pad;
         raw.copy_within(HEADER_LEN..HEADER_LEN + len, 0);
         raw.truncate(len);
@@ -412,14 +370,149 @@ impl VerifiedToken<'_> {
     }
 }
 
-/// The PKCS#7 padding length of the last block, from the last two cipher
+/// The whole of encryption, run inside one AES backend call.
+struct EncryptJob<'a> {
+    mac: &'a MacKey,
+    msg: &'a [u8],
+    timestamp: u64,
+    iv: &'a [u8; 16],
+    out: &'a mut b64::Output,
+}
+
+impl BlockSizeUser for EncryptJob<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockCipherEncClosure for EncryptJob<'_> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, aes: &B) {
+        // Small messages get a small scratch buffer: zeroing a large one
+        // would cost more than the rest of a small token.
+        if self.msg.len() <= SMALL_MSG {
+            self.run::<{ SMALL_MSG + 2 * BLOCK + HEADER_LEN + TAG_LEN }, B>(aes);
+        } else {
+            self.run::<{ CHUNK + 2 * BLOCK + TAG_LEN }, B>(aes);
+        }
+    }
+}
+
+impl EncryptJob<'_> {
+    /// Streams the token through an `N`-byte stack buffer: ciphertext is
+    /// written there, MACed, and base64-encoded straight into the output, so
+    /// the message is read once and the output is the only allocation.
+    /// Only public bytes stay in the buffer: header, ciphertext, tag.
+    fn run<const N: usize, B: BlockCipherEncBackend<BlockSize = U16>>(self, aes: &B) {
+        let mut mac = self.mac.start();
+        let mut buf = [0u8; N];
+        buf[0] = VERSION;
+        buf[1..9].copy_from_slice(&self.timestamp.to_be_bytes());
+        buf[9..HEADER_LEN].copy_from_slice(self.iv);
+        mac.update(&buf[..HEADER_LEN]);
+        // `buf[..fill]` holds raw token bytes not yet encoded; after each
+        // flush at most two remain (the encoding works in 3-byte groups).
+        let mut fill = HEADER_LEN;
+        let mut prev = Array::<u8, U16>::from(*self.iv);
+
+        // CBC: each block is XORed with the previous ciphertext block, then
+        // encrypted. Room is kept for the final block and the tag.
+        let (mut blocks, tail) = self.msg.as_chunks::<BLOCK>();
+        let limit = N - BLOCK - TAG_LEN;
+        while !blocks.is_empty() {
+            let take = ((limit - fill) / BLOCK).min(blocks.len());
+            let (now, rest) = blocks.split_at(take);
+            let (out_blocks, _) = buf[fill..fill + take * BLOCK].as_chunks_mut::<BLOCK>();
+            for (p, c) in now.iter().zip(out_blocks) {
+                prev = cbc_encrypt_block(aes, p, &prev);
+                c.copy_from_slice(&prev);
+            }
+            let end = fill + take * BLOCK;
+            mac.update(&buf[fill..end]);
+            blocks = rest;
+            fill = if blocks.is_empty() {
+                end
+            } else {
+                self.out.push_groups(&mut buf, end)
+            };
+        }
+
+        // Last block: the remaining bytes and PKCS#7 padding (1 to 16 bytes).
+        let mut last = Zeroizing::new([(BLOCK - tail.len()) as u8; BLOCK]);
+        last[..tail.len()].copy_from_slice(tail);
+        let c = cbc_encrypt_block(aes, &last, &prev);
+        buf[fill..fill + BLOCK].copy_from_slice(&c);
+        mac.update(&c);
+        fill += BLOCK;
+        buf[fill..fill + TAG_LEN].copy_from_slice(&mac.finalize());
+        fill += TAG_LEN;
+        self.out.push_last(&buf[..fill]);
+    }
+}
+
+/// `E(p ⊕ prev)`.
+#[inline(always)]
+fn cbc_encrypt_block<B: BlockCipherEncBackend<BlockSize = U16>>(
+    aes: &B,
+    p: &[u8; BLOCK],
+    prev: &Array<u8, U16>,
+) -> Array<u8, U16> {
+    let mut block = Array::<u8, U16>::from(*p);
+    for (b, x) in block.iter_mut().zip(prev) {
+        *b ^= x;
+    }
+    aes.encrypt_block(InOut::from(&mut block));
+    block
+}
+
+/// The whole of decryption, run inside one AES backend call: the padding
+/// is checked on the last block first, and only if it is sound is the body
+/// decrypted in place.
+struct DecryptJob<'a> {
+    /// IV ‖ ciphertext.
+    body: &'a mut [u8],
+    pad: &'a mut Option<usize>,
+}
+
+impl BlockSizeUser for DecryptJob<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockCipherDecClosure for DecryptJob<'_> {
+    fn call<B: BlockCipherDecBackend<BlockSize = U16>>(self, aes: &B) {
+        let n = self.body.len();
+        let Some(pad) = last_block_padding(aes, &self.body[n - 2 * BLOCK..]) else {
+            return;
+        };
+        let (iv, ct) = self.body.split_at_mut(BLOCK);
+        let iv = Array::<u8, U16>::from_fn(|i| iv[i]);
+        let (blocks, _) = Array::slice_as_chunks_mut(ct);
+        cbc::Decryptor::inner_iv_init(WithBackend(aes), &iv).decrypt_blocks(blocks);
+        *self.pad = Some(pad);
+    }
+}
+
+/// Lends an already-fetched backend to the `cbc` mode, so the mode's
+/// parallel decryption runs without a second backend setup.
+struct WithBackend<'b, B>(&'b B);
+
+impl<B: BlockCipherDecBackend<BlockSize = U16>> BlockSizeUser for WithBackend<'_, B> {
+    type BlockSize = U16;
+}
+
+impl<B: BlockCipherDecBackend<BlockSize = U16>> BlockCipherDecrypt for WithBackend<'_, B> {
+    fn decrypt_with_backend(&self, f: impl BlockCipherDecClosure<BlockSize = U16>) {
+        f.call(self.0);
+    }
+}
+
+/// The PKCS#7 padding length of the message, from the last two cipher
 /// blocks (the first being the IV for a one-block message), or `None` if the
 /// padding is malformed. The check runs without early exit.
-fn last_block_padding(fernet: &Fernet, last_two: &[u8]) -> Option<usize> {
+fn last_block_padding<B: BlockCipherDecBackend<BlockSize = U16>>(
+    aes: &B,
+    last_two: &[u8],
+) -> Option<usize> {
     let (prev, last) = last_two.split_at(BLOCK);
-    let mut block = Zeroizing::new(Array::<u8, _>::default());
-    block.copy_from_slice(last);
-    aes::cipher::BlockCipherDecrypt::decrypt_block(&fernet.dec, &mut block);
+    let mut block = Zeroizing::new(Array::<u8, U16>::from_fn(|i| last[i]));
+    aes.decrypt_block(InOut::from(&mut *block));
     for (b, p) in block.iter_mut().zip(prev) {
         *b ^= p;
     }
