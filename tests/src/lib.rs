@@ -5,6 +5,9 @@
 //! need. When it does not, they are skipped with a note, except under
 //! `CI=true`, where a missing interpreter or package fails the test.
 
+// Test support: failing loudly on bad test data is the point.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -106,7 +109,7 @@ pub fn run_python(python: &str, script: &Path, input: &[u8]) -> Vec<u8> {
 /// On malformed hex.
 #[must_use]
 pub fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_else(|_| panic!("bad hex {s}")))
@@ -175,3 +178,8 @@ mod tests {
         );
     }
 }
+
+/// The workspace README's examples, run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

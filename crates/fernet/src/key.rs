@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use aes::cipher::array::Array;
-use aes::cipher::consts::{U16, U32};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -82,7 +80,7 @@ impl Key {
     /// The text form, in a buffer that is zeroized when dropped.
     #[must_use]
     pub fn to_base64(&self) -> Zeroizing<String> {
-        b64::encode_secret(&self.0)
+        b64::encode_key(&self.0)
     }
 
     /// The raw key bytes.
@@ -92,9 +90,8 @@ impl Key {
     }
 
     /// The signing key and the encryption key, 16 bytes each.
-    pub(crate) fn halves(&self) -> (&Array<u8, U16>, &Array<u8, U16>) {
-        let whole: &Array<u8, U32> = (&self.0).into();
-        whole.split_ref::<U16>()
+    pub(crate) fn halves(&self) -> (&[u8], &[u8]) {
+        self.0.split_at(KEY_LEN / 2)
     }
 }
 

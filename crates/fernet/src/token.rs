@@ -8,14 +8,16 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aes::cipher::array::Array;
 use aes::cipher::consts::U16;
+use aes::cipher::generic_array::GenericArray;
+use aes::cipher::inout::{InOut, InOutBuf};
 use aes::cipher::{
-    BlockCipherDecBackend, BlockCipherDecClosure, BlockCipherDecrypt, BlockCipherEncBackend,
-    BlockCipherEncClosure, BlockCipherEncrypt, BlockModeDecrypt, BlockSizeUser, InOut, InnerIvInit,
-    KeyInit,
+    BlockBackend, BlockClosure, BlockDecryptMut, BlockEncrypt, BlockEncryptMut, BlockSizeUser,
+    InnerIvInit, KeyInit,
 };
 use aes::{Aes128Dec, Aes128Enc};
+
+type Block = GenericArray<u8, U16>;
 use zeroize::Zeroizing;
 
 use crate::b64;
@@ -43,10 +45,17 @@ const CHUNK: usize = 4 * 1024;
 const SMALL_MSG: usize = 256;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
+///
+/// Fernet timestamps are whole seconds, so on Linux the coarse real-time
+/// clock serves: it is the same clock, updated once per scheduler tick (at
+/// most a few milliseconds behind), and reading it costs a quarter of a
+/// precise read.
 pub(crate) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::rng::coarse_unix_seconds().unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
 }
 
 /// Encrypts and decrypts tokens under one key.
@@ -91,8 +100,8 @@ impl Fernet {
         let (signing, encryption) = key.halves();
         Self {
             mac: MacKey::new(signing),
-            enc: Aes128Enc::new(encryption),
-            dec: Aes128Dec::new(encryption),
+            enc: Aes128Enc::new(GenericArray::from_slice(encryption)),
+            dec: Aes128Dec::new(GenericArray::from_slice(encryption)),
         }
     }
 
@@ -257,14 +266,14 @@ impl UnverifiedToken {
         let token = token.as_ref();
         // Cheap structural checks first: every valid token is a multiple of
         // four characters and at least one block long.
-        if token.len() % 4 != 0 || token.len() < b64::encoded_len(MIN_RAW_LEN) {
+        if !token.len().is_multiple_of(4) || token.len() < b64::encoded_len(MIN_RAW_LEN) {
             return Err(InvalidToken);
         }
         let mut raw = Zeroizing::new(Vec::with_capacity(token.len() / 4 * 3));
         b64::decode_into(token, &mut raw).map_err(|_| InvalidToken)?;
         if raw.len() < MIN_RAW_LEN
             || raw[0] != VERSION
-            || (raw.len() - HEADER_LEN - TAG_LEN) % BLOCK != 0
+            || !(raw.len() - HEADER_LEN - TAG_LEN).is_multiple_of(BLOCK)
         {
             return Err(InvalidToken);
         }
@@ -343,24 +352,26 @@ impl VerifiedToken<'_> {
     /// Decrypts in place and returns the message, reusing the decoded
     /// token's buffer (no second allocation).
     ///
-    /// The padding is checked on the last block before anything else is
-    /// decrypted, so on failure the token comes back unchanged and the next
-    /// key can be tried, as Python's `MultiFernet` does. (A bad padding under
-    /// a valid HMAC takes a key holder: a malicious one, or two keys that
-    /// share a signing half.)
-    ///
     /// # Errors
     ///
-    /// The token, unverified again, if the padding is malformed.
+    /// If the padding is malformed, the token comes back unchanged, so the
+    /// next key can be tried, as Python's `MultiFernet` does. (A bad padding
+    /// under a valid HMAC takes a key holder: a malicious one, or two keys
+    /// that share a signing half.)
     pub fn decrypt(self) -> Result<Zeroizing<Vec<u8>>, UnverifiedToken> {
         let mut raw = self.raw;
         let end = raw.len() - TAG_LEN;
-        let mut pad = None;
-        self.fernet.dec.decrypt_with_backend(DecryptJob {
-            body: &mut raw[9..end],
-            pad: &mut pad,
-        });
-        let Some(pad) = pad else {
+        let iv = Block::clone_from_slice(&raw[9..HEADER_LEN]);
+        // All blocks in parallel, in place.
+        let (blocks, _) = InOutBuf::from(&mut raw[HEADER_LEN..end]).into_chunks::<U16>();
+        cbc::Decryptor::<&Aes128Dec>::inner_iv_init(&self.fernet.dec, &iv)
+            .decrypt_blocks_inout_mut(blocks);
+        let Some(pad) = padding_len(&raw[end - BLOCK..end]) else {
+            // Restore the ciphertext: CBC encryption is the exact inverse
+            // (rare path: only reachable with a valid HMAC).
+            let (blocks, _) = InOutBuf::from(&mut raw[HEADER_LEN..end]).into_chunks::<U16>();
+            cbc::Encryptor::<&Aes128Enc>::inner_iv_init(&self.fernet.enc, &iv)
+                .encrypt_blocks_inout_mut(blocks);
             return Err(UnverifiedToken { raw });
         };
         let len = end - HEADER_LEN - pad;
@@ -383,8 +394,8 @@ impl BlockSizeUser for EncryptJob<'_> {
     type BlockSize = U16;
 }
 
-impl BlockCipherEncClosure for EncryptJob<'_> {
-    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, aes: &B) {
+impl BlockClosure for EncryptJob<'_> {
+    fn call<B: BlockBackend<BlockSize = U16>>(self, aes: &mut B) {
         // Small messages get a small scratch buffer: zeroing a large one
         // would cost more than the rest of a small token.
         if self.msg.len() <= SMALL_MSG {
@@ -400,7 +411,7 @@ impl EncryptJob<'_> {
     /// written there, MACed, and base64-encoded straight into the output, so
     /// the message is read once and the output is the only allocation.
     /// Only public bytes stay in the buffer: header, ciphertext, tag.
-    fn run<const N: usize, B: BlockCipherEncBackend<BlockSize = U16>>(self, aes: &B) {
+    fn run<const N: usize, B: BlockBackend<BlockSize = U16>>(self, aes: &mut B) {
         let mut mac = self.mac.start();
         let mut buf = [0u8; N];
         buf[0] = VERSION;
@@ -410,7 +421,7 @@ impl EncryptJob<'_> {
         // `buf[..fill]` holds raw token bytes not yet encoded; after each
         // flush at most two remain (the encoding works in 3-byte groups).
         let mut fill = HEADER_LEN;
-        let mut prev = Array::<u8, U16>::from(*self.iv);
+        let mut prev = Block::from(*self.iv);
 
         // CBC: each block is XORed with the previous ciphertext block, then
         // encrypted. Room is kept for the final block and the tag.
@@ -449,78 +460,27 @@ impl EncryptJob<'_> {
 
 /// `E(p ⊕ prev)`.
 #[inline(always)]
-fn cbc_encrypt_block<B: BlockCipherEncBackend<BlockSize = U16>>(
-    aes: &B,
+fn cbc_encrypt_block<B: BlockBackend<BlockSize = U16>>(
+    aes: &mut B,
     p: &[u8; BLOCK],
-    prev: &Array<u8, U16>,
-) -> Array<u8, U16> {
-    let mut block = Array::<u8, U16>::from(*p);
+    prev: &Block,
+) -> Block {
+    let mut block = Block::from(*p);
     for (b, x) in block.iter_mut().zip(prev) {
         *b ^= x;
     }
-    aes.encrypt_block(InOut::from(&mut block));
+    aes.proc_block(InOut::from(&mut block));
     block
 }
 
-/// The whole of decryption, run inside one AES backend call: the padding
-/// is checked on the last block first, and only if it is sound is the body
-/// decrypted in place.
-struct DecryptJob<'a> {
-    /// IV ‖ ciphertext.
-    body: &'a mut [u8],
-    pad: &'a mut Option<usize>,
-}
-
-impl BlockSizeUser for DecryptJob<'_> {
-    type BlockSize = U16;
-}
-
-impl BlockCipherDecClosure for DecryptJob<'_> {
-    fn call<B: BlockCipherDecBackend<BlockSize = U16>>(self, aes: &B) {
-        let n = self.body.len();
-        let Some(pad) = last_block_padding(aes, &self.body[n - 2 * BLOCK..]) else {
-            return;
-        };
-        let (iv, ct) = self.body.split_at_mut(BLOCK);
-        let iv = Array::<u8, U16>::from_fn(|i| iv[i]);
-        let (blocks, _) = Array::slice_as_chunks_mut(ct);
-        cbc::Decryptor::inner_iv_init(WithBackend(aes), &iv).decrypt_blocks(blocks);
-        *self.pad = Some(pad);
-    }
-}
-
-/// Lends an already-fetched backend to the `cbc` mode, so the mode's
-/// parallel decryption runs without a second backend setup.
-struct WithBackend<'b, B>(&'b B);
-
-impl<B: BlockCipherDecBackend<BlockSize = U16>> BlockSizeUser for WithBackend<'_, B> {
-    type BlockSize = U16;
-}
-
-impl<B: BlockCipherDecBackend<BlockSize = U16>> BlockCipherDecrypt for WithBackend<'_, B> {
-    fn decrypt_with_backend(&self, f: impl BlockCipherDecClosure<BlockSize = U16>) {
-        f.call(self.0);
-    }
-}
-
-/// The PKCS#7 padding length of the message, from the last two cipher
-/// blocks (the first being the IV for a one-block message), or `None` if the
-/// padding is malformed. The check runs without early exit.
-fn last_block_padding<B: BlockCipherDecBackend<BlockSize = U16>>(
-    aes: &B,
-    last_two: &[u8],
-) -> Option<usize> {
-    let (prev, last) = last_two.split_at(BLOCK);
-    let mut block = Zeroizing::new(Array::<u8, U16>::from_fn(|i| last[i]));
-    aes.decrypt_block(InOut::from(&mut *block));
-    for (b, p) in block.iter_mut().zip(prev) {
-        *b ^= p;
-    }
-    let pad = block[BLOCK - 1];
+/// The PKCS#7 padding length of the last plaintext block, or `None` if the
+/// padding is malformed. Checked without early exit.
+fn padding_len(last: &[u8]) -> Option<usize> {
+    let pad = last[BLOCK - 1];
     let mut bad = u8::from(pad == 0) | u8::from(usize::from(pad) > BLOCK);
     for i in 1..BLOCK {
         let in_pad = u8::from(i < usize::from(pad));
-        bad |= in_pad & u8::from(block[BLOCK - 1 - i] != pad);
+        bad |= in_pad & u8::from(last[BLOCK - 1 - i] != pad);
     }
     (bad == 0).then_some(usize::from(pad))
 }

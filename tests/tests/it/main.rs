@@ -1,5 +1,8 @@
 //! Integration tests across the workspace, one binary.
 
+// Helpers outside `#[test]` functions fail loudly on bad test data.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 mod fernet_interop;
 mod fernet_properties;
 mod fernet_vectors;
