@@ -23,9 +23,16 @@ pub(crate) const fn encoded_len(n: usize) -> usize {
     n.div_ceil(3).saturating_mul(4)
 }
 
-/// Decodes strictly, appending to `out`.
-pub(crate) fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
-    URL_SAFE.decode_vec(text, out).map_err(|_| ())
+/// Decodes strictly into a new buffer, allocated once at the exact bound
+/// (three bytes per four characters).
+pub(crate) fn decode(text: &[u8]) -> Option<Vec<u8>> {
+    // `vec![0; n]` asks the allocator for zeroed memory, which large
+    // allocations get from the OS for free; reserving and then filling
+    // would write every byte twice.
+    let mut out = vec![0u8; text.len() / 4 * 3];
+    let len = URL_SAFE.decode_slice(text, &mut out).ok()?;
+    out.truncate(len);
+    Some(out)
 }
 
 /// Decodes strictly into `out`, returning the decoded length.

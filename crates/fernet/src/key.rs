@@ -41,7 +41,7 @@ impl Key {
     #[must_use]
     pub fn generate() -> Self {
         let mut bytes = [0u8; KEY_LEN];
-        crate::rng::fill_fresh(&mut bytes);
+        crate::os::fill_fresh(&mut bytes);
         Self(bytes)
     }
 

@@ -6,7 +6,7 @@ mod error;
 mod key;
 mod mac;
 mod multi;
-mod rng;
+mod os;
 mod token;
 
 pub use crate::error::{EmptyKeyList, InvalidToken, KeyError};

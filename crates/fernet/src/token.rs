@@ -16,14 +16,14 @@ use aes::cipher::{
     InnerIvInit, KeyInit,
 };
 use aes::{Aes128Dec, Aes128Enc};
-
-type Block = GenericArray<u8, U16>;
 use zeroize::Zeroizing;
 
 use crate::b64;
 use crate::error::InvalidToken;
 use crate::key::Key;
 use crate::mac::MacKey;
+
+type Block = GenericArray<u8, U16>;
 
 /// The version byte of the Fernet spec.
 pub(crate) const VERSION: u8 = 0x80;
@@ -51,7 +51,7 @@ const SMALL_MSG: usize = 256;
 /// most a few milliseconds behind), and reading it costs a quarter of a
 /// precise read.
 pub(crate) fn now() -> u64 {
-    crate::rng::coarse_unix_seconds().unwrap_or_else(|| {
+    crate::os::coarse_unix_seconds().unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
@@ -122,7 +122,7 @@ impl Fernet {
     /// Only if the operating system cannot supply random bytes.
     #[must_use]
     pub fn encrypt_at_time(&self, msg: &[u8], timestamp: u64) -> String {
-        self.encrypt_from_parts(msg, timestamp, &crate::rng::iv())
+        self.encrypt_from_parts(msg, timestamp, &crate::os::iv())
     }
 
     /// Encrypts with a caller-chosen IV, for known-answer tests only.
@@ -269,8 +269,9 @@ impl UnverifiedToken {
         if !token.len().is_multiple_of(4) || token.len() < b64::encoded_len(MIN_RAW_LEN) {
             return Err(InvalidToken);
         }
-        let mut raw = Zeroizing::new(Vec::with_capacity(token.len() / 4 * 3));
-        b64::decode_into(token, &mut raw).map_err(|_| InvalidToken)?;
+        // Only public bytes so far; the buffer is zeroized once it may hold
+        // plaintext (decryption happens in place).
+        let raw = Zeroizing::new(b64::decode(token).ok_or(InvalidToken)?);
         if raw.len() < MIN_RAW_LEN
             || raw[0] != VERSION
             || !(raw.len() - HEADER_LEN - TAG_LEN).is_multiple_of(BLOCK)
@@ -483,4 +484,31 @@ fn padding_len(last: &[u8]) -> Option<usize> {
         bad |= in_pad & u8::from(last[BLOCK - 1 - i] != pad);
     }
     (bad == 0).then_some(usize::from(pad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_state_is_zeroized_on_drop() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroized_on_drop::<Aes128Enc>();
+        zeroized_on_drop::<Aes128Dec>();
+        zeroized_on_drop::<MacKey>();
+        zeroized_on_drop::<Key>();
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let f = Fernet::new(&Key::from_bytes([0xab; 32]));
+        let shown = format!("{f:?}");
+        assert_eq!(shown, "Fernet { key: [REDACTED] }");
+        let token = UnverifiedToken::parse(f.encrypt_at_time(b"secret", 7)).unwrap();
+        let shown = format!("{token:?}");
+        assert!(
+            shown.contains("timestamp: 7") && !shown.contains("secret"),
+            "{shown}"
+        );
+    }
 }

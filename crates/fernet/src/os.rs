@@ -1,4 +1,5 @@
-//! Random bytes for keys and IVs.
+//! What the codec asks of the operating system: random bytes for keys and
+//! IVs, fork detection, and the clock.
 //!
 //! Keys come straight from the OS CSPRNG. IVs are public and only need to be
 //! unpredictable, so, as OpenSSL and BoringSSL do, they come from a
