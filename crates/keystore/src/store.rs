@@ -1,0 +1,686 @@
+//! The key store: an immutable keyring snapshot published through
+//! `arc-swap`, with lazily derived, cached keys.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwapOption, Guard};
+use secrecy::{ExposeSecret, SecretString};
+use secrets_manager_fernet::zeroize::Zeroizing;
+use secrets_manager_fernet::{Fernet, Key, UnverifiedToken};
+use secrets_manager_kdf::{Salt, derive_key};
+
+use crate::error::KeystoreError;
+use crate::stats::{Counter, Counters, Statistics, StripedCounter};
+use crate::version::Version;
+
+/// Where a version's key comes from.
+pub enum KeyMaterial {
+    /// PBKDF2-HMAC-SHA256 from a password and salt, as the Python package
+    /// derives keys.
+    Password {
+        /// The password (its UTF-8 bytes are the PBKDF2 password).
+        password: SecretString,
+        /// The salt.
+        salt: Salt,
+        /// Lower-case hex SHA-256 of the salt, checked when salt
+        /// integrity verification is on.
+        salt_hash: Option<String>,
+        /// PBKDF2 iterations.
+        iterations: NonZeroU32,
+    },
+    /// A raw Fernet key: nothing to derive.
+    Fernet(Key),
+}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Password { iterations, salt_hash, .. } => f
+                .debug_struct("Password")
+                .field("password", &"[REDACTED]")
+                .field("salt", &"[REDACTED]")
+                .field("salt_hash", &salt_hash.as_ref().map(|_| "[present]"))
+                .field("iterations", iterations)
+                .finish(),
+            Self::Fernet(_) => f.write_str("Fernet([REDACTED])"),
+        }
+    }
+}
+
+/// A version to add to the store.
+#[derive(Debug)]
+pub struct VersionSpec {
+    /// Its name.
+    pub name: Version,
+    /// Its key.
+    pub material: KeyMaterial,
+    /// When it became active (Unix seconds), if known. Decryption uses it to
+    /// try first the version that was active when a token was made.
+    pub activated_at: Option<u64>,
+}
+
+/// A version's standing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VersionState {
+    /// Encrypts (if active) and decrypts.
+    Usable,
+    /// No longer decrypts; its key is kept, so it could be restored by
+    /// re-adding it under a new name.
+    Retired,
+    /// Its key was erased; its name is kept so its tokens fail clearly.
+    Destroyed,
+}
+
+/// What the store knows about a version, without its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VersionInfo {
+    /// The name.
+    pub version: Version,
+    /// Whether it is the active version.
+    pub active: bool,
+    /// Usable, retired or destroyed.
+    pub state: VersionState,
+    /// When it became active, if known.
+    pub activated_at: Option<u64>,
+    /// PBKDF2 iterations, for password-derived versions.
+    pub iterations: Option<u32>,
+    /// Tokens it decrypted.
+    pub decryptions: u64,
+}
+
+/// Options of a store.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Check salts against their recorded hashes before deriving (the
+    /// Python package's `verify_salt_integrity`, on by default).
+    pub verify_salt_integrity: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { verify_salt_integrity: true }
+    }
+}
+
+/// A version's cached key and counters, shared by every snapshot that
+/// holds the version.
+struct Cache {
+    fernet: ArcSwapOption<Fernet>,
+    /// Serialises derivation of this version only.
+    derive: Mutex<()>,
+    decryptions: StripedCounter,
+}
+
+impl Cache {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { fernet: ArcSwapOption::empty(), derive: Mutex::new(()), decryptions: StripedCounter::new() })
+    }
+}
+
+struct Entry {
+    name: Version,
+    /// `None` once destroyed.
+    material: Option<KeyMaterial>,
+    state: VersionState,
+    activated_at: Option<u64>,
+    cache: Arc<Cache>,
+}
+
+/// One immutable keyring snapshot.
+struct Ring {
+    /// In the order added.
+    entries: Vec<Arc<Entry>>,
+    active: usize,
+    index: HashMap<Version, usize>,
+    /// `(activated_at, entry)`, sorted: which version was active when.
+    timeline: Vec<(u64, usize)>,
+}
+
+impl Ring {
+    fn new(entries: Vec<Arc<Entry>>, active: usize) -> Self {
+        let index = entries.iter().enumerate().map(|(i, e)| (e.name, i)).collect();
+        let mut timeline: Vec<(u64, usize)> =
+            entries.iter().enumerate().filter_map(|(i, e)| e.activated_at.map(|t| (t, i))).collect();
+        timeline.sort_unstable();
+        Self { entries, active, index, timeline }
+    }
+
+    /// The version that became active last at or before `timestamp`.
+    fn active_at(&self, timestamp: u64) -> Option<usize> {
+        let after = self.timeline.partition_point(|&(t, _)| t <= timestamp);
+        after.checked_sub(1).map(|i| self.timeline[i].1)
+    }
+
+    fn names(&self) -> Vec<Version> {
+        self.entries.iter().map(|e| e.name).collect()
+    }
+
+    fn find(&self, version: &Version) -> Result<usize, KeystoreError> {
+        self.index
+            .get(version)
+            .copied()
+            .ok_or_else(|| KeystoreError::UnknownVersion { version: *version, available: self.names() })
+    }
+}
+
+/// A versioned keyring: one active version encrypts, every usable version
+/// decrypts.
+///
+/// Readers never lock: each operation loads the current snapshot through
+/// `arc-swap`. Writers (rotation, retirement) serialise on a mutex among
+/// themselves and publish a new snapshot. Keys are derived lazily, once per
+/// version, under that version's own lock, and cached.
+///
+/// ```
+/// use secrets_manager_fernet::Key;
+/// use secrets_manager_keystore::{KeyMaterial, KeyStore, Options, Version, VersionSpec};
+///
+/// let v1 = Version::new("v1")?;
+/// let spec = VersionSpec { name: v1, material: KeyMaterial::Fernet(Key::generate()), activated_at: None };
+/// let store = KeyStore::new(vec![spec], v1, Options::default())?;
+/// let (version, token) = store.encrypt(b"hello")?;
+/// let (used, plaintext) = store.decrypt(token.as_bytes(), None, None, 0)?;
+/// assert_eq!((version, used, &plaintext[..]), (v1, v1, &b"hello"[..]));
+/// # Ok::<(), secrets_manager_keystore::KeystoreError>(())
+/// ```
+pub struct KeyStore {
+    /// `None` after [`cleanup`](Self::cleanup).
+    ring: ArcSwapOption<Ring>,
+    writer: Mutex<()>,
+    counters: Counters,
+    options: Options,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ring = self.ring.load();
+        match ring.as_deref() {
+            Some(r) => f
+                .debug_struct("KeyStore")
+                .field("versions", &r.names())
+                .field("active", &r.entries[r.active].name)
+                .finish_non_exhaustive(),
+            None => f.write_str("KeyStore { cleaned_up: true }"),
+        }
+    }
+}
+
+/// A decrypted token: the version that opened it, its timestamp and the
+/// message.
+type Opened = (Version, u64, Zeroizing<Vec<u8>>);
+
+impl KeyStore {
+    /// A store holding `versions`, with `active` encrypting.
+    ///
+    /// Salt hashes are checked now (when verification is on), so a bad
+    /// version fails here rather than at first use. Keys are derived lazily.
+    ///
+    /// # Errors
+    ///
+    /// No versions, a duplicate, an active version not among them, or a
+    /// salt that fails its integrity check.
+    pub fn new(versions: Vec<VersionSpec>, active: Version, options: Options) -> Result<Self, KeystoreError> {
+        if versions.is_empty() {
+            return Err(KeystoreError::NoVersions);
+        }
+        let store = Self { ring: ArcSwapOption::empty(), writer: Mutex::new(()), counters: Counters::new(), options };
+        let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(versions.len());
+        for spec in versions {
+            if entries.iter().any(|e| e.name == spec.name) {
+                return Err(KeystoreError::DuplicateVersion(spec.name));
+            }
+            store.check_salt(&spec)?;
+            entries.push(Arc::new(Entry {
+                name: spec.name,
+                material: Some(spec.material),
+                state: VersionState::Usable,
+                activated_at: spec.activated_at,
+                cache: Cache::new(),
+            }));
+        }
+        let Some(active_index) = entries.iter().position(|e| e.name == active) else {
+            return Err(KeystoreError::UnknownActiveVersion {
+                active,
+                available: entries.iter().map(|e| e.name).collect(),
+            });
+        };
+        store.ring.store(Some(Arc::new(Ring::new(entries, active_index))));
+        Ok(store)
+    }
+
+    fn check_salt(&self, spec: &VersionSpec) -> Result<(), KeystoreError> {
+        if let KeyMaterial::Password { salt, salt_hash: Some(hash), .. } = &spec.material {
+            Salt::validate_hash_text(hash)
+                .map_err(|source| KeystoreError::SaltHash { version: spec.name, source })?;
+            if self.options.verify_salt_integrity {
+                self.counters.add(Counter::IntegrityChecks, 1);
+                if !salt.matches_hash(hash) {
+                    return Err(KeystoreError::SaltIntegrity(spec.name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ring(&self) -> Result<Guard<Option<Arc<Ring>>>, KeystoreError> {
+        let ring = self.ring.load();
+        if ring.is_none() {
+            return Err(KeystoreError::CleanedUp);
+        }
+        Ok(ring)
+    }
+
+    /// Runs `f` with the version's expanded key, deriving it first if it is
+    /// not cached.
+    fn with_fernet<R>(&self, entry: &Entry, f: impl FnOnce(&Fernet) -> R) -> Result<R, KeystoreError> {
+        {
+            let cached = entry.cache.fernet.load();
+            if let Some(fernet) = cached.as_deref() {
+                self.counters.add(Counter::CacheHits, 1);
+                return Ok(f(fernet));
+            }
+        }
+        let fernet = self.derive(entry)?;
+        Ok(f(&fernet))
+    }
+
+    /// Derives a version's key once: concurrent first users wait on the
+    /// version's lock and then find it cached.
+    fn derive(&self, entry: &Entry) -> Result<Arc<Fernet>, KeystoreError> {
+        let _only_one = entry.cache.derive.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(fernet) = entry.cache.fernet.load_full() {
+            self.counters.add(Counter::CacheHits, 1);
+            return Ok(fernet);
+        }
+        self.counters.add(Counter::CacheMisses, 1);
+        let fernet = match &entry.material {
+            None => return Err(KeystoreError::VersionDestroyed(entry.name)),
+            Some(KeyMaterial::Fernet(key)) => Fernet::new(key),
+            Some(KeyMaterial::Password { password, salt, salt_hash, iterations }) => {
+                if let (true, Some(hash)) = (self.options.verify_salt_integrity, salt_hash) {
+                    self.counters.add(Counter::IntegrityChecks, 1);
+                    if !salt.matches_hash(hash) {
+                        return Err(KeystoreError::SaltIntegrity(entry.name));
+                    }
+                }
+                let started = Instant::now();
+                let raw = derive_key(password.expose_secret().as_bytes(), salt, *iterations);
+                let fernet = Fernet::new(&Key::from_bytes(*raw));
+                tracing::debug!(
+                    version = %entry.name,
+                    iterations = iterations.get(),
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "derived key"
+                );
+                fernet
+            }
+        };
+        let fernet = Arc::new(fernet);
+        entry.cache.fernet.store(Some(Arc::clone(&fernet)));
+        Ok(fernet)
+    }
+
+    /// Encrypts under the active version, stamped with the current time.
+    ///
+    /// # Errors
+    ///
+    /// After [`cleanup`](Self::cleanup), or if the active key cannot be
+    /// derived.
+    pub fn encrypt(&self, msg: &[u8]) -> Result<(Version, String), KeystoreError> {
+        self.encrypt_at_time(msg, secrets_manager_fernet::unix_time())
+    }
+
+    /// Encrypts under the active version, stamped with `timestamp`.
+    ///
+    /// # Errors
+    ///
+    /// As [`encrypt`](Self::encrypt).
+    pub fn encrypt_at_time(&self, msg: &[u8], timestamp: u64) -> Result<(Version, String), KeystoreError> {
+        let ring = self.ring()?;
+        let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
+        let entry = &ring.entries[ring.active];
+        let token = self.with_fernet(entry, |f| f.encrypt_at_time(msg, timestamp))?;
+        self.counters.add(Counter::Encryptions, 1);
+        Ok((entry.name, token))
+    }
+
+    /// Decrypts a token, trying versions in this order: `hint`; the version
+    /// that was active at the token's timestamp; the active version; every
+    /// other usable version, newest first. The timestamp only orders the
+    /// attempts: every attempt verifies the HMAC. An unknown hint is ignored,
+    /// as in the Python package.
+    ///
+    /// With a `ttl`, the token must be no older than `ttl` and no more than
+    /// 60 s in the future relative to `now` (Unix seconds).
+    ///
+    /// # Errors
+    ///
+    /// A malformed or expired token, no version that opens it (naming a
+    /// retired or destroyed version when that is why), or a cleaned-up
+    /// store.
+    pub fn decrypt(
+        &self,
+        token: &[u8],
+        hint: Option<&str>,
+        ttl: Option<Duration>,
+        now: u64,
+    ) -> Result<(Version, Zeroizing<Vec<u8>>), KeystoreError> {
+        let result = self.open(token, hint, ttl, now).map(|(v, _, msg)| (v, msg));
+        let counter = if result.is_ok() { Counter::Decryptions } else { Counter::DecryptionFailures };
+        self.counters.add(counter, 1);
+        result
+    }
+
+    /// Re-encrypts a token under the active version, keeping its timestamp.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](Self::decrypt) (no TTL is applied), or
+    /// [`encrypt`](Self::encrypt).
+    pub fn rotate_token(&self, token: &[u8]) -> Result<(Version, String), KeystoreError> {
+        let opened = self.open(token, None, None, 0);
+        let counter = if opened.is_ok() { Counter::Decryptions } else { Counter::DecryptionFailures };
+        self.counters.add(counter, 1);
+        let (_, timestamp, msg) = opened?;
+        self.encrypt_at_time(&msg, timestamp)
+    }
+
+    fn open(&self, token: &[u8], hint: Option<&str>, ttl: Option<Duration>, now: u64) -> Result<Opened, KeystoreError> {
+        let ring = self.ring()?;
+        let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
+        let parsed = UnverifiedToken::parse(token).map_err(|_| KeystoreError::InvalidToken)?;
+        parsed.check_ttl(ttl, now).map_err(|_| KeystoreError::InvalidToken)?;
+
+        let hinted = hint.and_then(|h| Version::from_setting(h).ok()).and_then(|v| ring.index.get(&v).copied());
+        let by_time = ring.active_at(parsed.timestamp());
+        let first = [hinted, by_time, Some(ring.active)];
+
+        let mut token = parsed;
+        let mut order = first.iter().enumerate().filter_map(|(i, c)| c.filter(|c| !first[..i].contains(&Some(*c))));
+        let rest = (0..ring.entries.len()).rev().filter(|i| !first.contains(&Some(*i)));
+        for index in order.by_ref().chain(rest) {
+            token = match self.try_open(&ring.entries[index], token)? {
+                Ok(opened) => return Ok(opened),
+                Err(unopened) => unopened,
+            };
+        }
+
+        // Say why, when the version that should have opened it is gone.
+        for index in [hinted, by_time].into_iter().flatten() {
+            let entry = &ring.entries[index];
+            match entry.state {
+                VersionState::Retired => return Err(KeystoreError::VersionRetired(entry.name)),
+                VersionState::Destroyed => return Err(KeystoreError::VersionDestroyed(entry.name)),
+                VersionState::Usable => {}
+            }
+        }
+        let tried = first
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.filter(|c| !first[..i].contains(&Some(*c))))
+            .chain((0..ring.entries.len()).rev().filter(|i| !first.contains(&Some(*i))))
+            .filter(|&i| ring.entries[i].state == VersionState::Usable)
+            .map(|i| ring.entries[i].name)
+            .collect();
+        Err(KeystoreError::DecryptionFailed { tried })
+    }
+
+    /// One attempt: the token back if this version does not open it.
+    fn try_open(&self, entry: &Entry, token: UnverifiedToken) -> Result<Result<Opened, UnverifiedToken>, KeystoreError> {
+        if entry.state != VersionState::Usable {
+            return Ok(Err(token));
+        }
+        let opened = self.with_fernet(entry, |fernet| {
+            let verified = token.verify(fernet)?;
+            let timestamp = verified.timestamp();
+            verified.decrypt().map(|msg| (entry.name, timestamp, msg))
+        })?;
+        if opened.is_ok() {
+            entry.cache.decryptions.incr();
+        }
+        Ok(opened)
+    }
+
+    /// Adds a version; with `activate`, makes it the active one (a
+    /// rotation). Existing versions, and their cached keys, are kept.
+    ///
+    /// # Errors
+    ///
+    /// The name exists already, its salt fails its check, or the store was
+    /// cleaned up.
+    pub fn add_version(&self, spec: VersionSpec, activate: bool) -> Result<(), KeystoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.ring.load_full().ok_or(KeystoreError::CleanedUp)?;
+        if current.index.contains_key(&spec.name) {
+            return Err(KeystoreError::DuplicateVersion(spec.name));
+        }
+        self.check_salt(&spec)?;
+        let name = spec.name;
+        let mut entries = current.entries.clone();
+        entries.push(Arc::new(Entry {
+            name,
+            material: Some(spec.material),
+            state: VersionState::Usable,
+            activated_at: spec.activated_at,
+            cache: Cache::new(),
+        }));
+        let active = if activate { entries.len() - 1 } else { current.active };
+        self.ring.store(Some(Arc::new(Ring::new(entries, active))));
+        if activate {
+            self.counters.add(Counter::Rotations, 1);
+            tracing::info!(version = %name, previous = %current.entries[current.active].name, "rotated to a new active version");
+        } else {
+            tracing::info!(version = %name, "added version");
+        }
+        Ok(())
+    }
+
+    /// Makes an existing usable version the active one.
+    ///
+    /// # Errors
+    ///
+    /// Unknown, retired or destroyed version; a cleaned-up store.
+    pub fn activate(&self, version: &Version, activated_at: Option<u64>) -> Result<(), KeystoreError> {
+        self.replace(version, |entry, ring, index| {
+            match entry.state {
+                VersionState::Retired => return Err(KeystoreError::VersionRetired(entry.name)),
+                VersionState::Destroyed => return Err(KeystoreError::VersionDestroyed(entry.name)),
+                VersionState::Usable => {}
+            }
+            let updated = Entry {
+                name: entry.name,
+                material: entry.material.as_ref().map(clone_material),
+                state: entry.state,
+                activated_at: activated_at.or(entry.activated_at),
+                cache: Arc::clone(&entry.cache),
+            };
+            Ok((updated, index, ring.active != index))
+        })
+    }
+
+    /// Retires a version: it stops decrypting (like Vault's
+    /// `min_decryption_version` or Tink's `DISABLED`). Its key is kept.
+    ///
+    /// # Errors
+    ///
+    /// Unknown or active version; a cleaned-up store.
+    pub fn retire(&self, version: &Version) -> Result<(), KeystoreError> {
+        self.replace(version, |entry, ring, index| {
+            if index == ring.active {
+                return Err(KeystoreError::ActiveVersion(entry.name));
+            }
+            let retired = Entry {
+                name: entry.name,
+                material: entry.material.as_ref().map(clone_material),
+                state: if entry.state == VersionState::Destroyed { VersionState::Destroyed } else { VersionState::Retired },
+                activated_at: entry.activated_at,
+                cache: Arc::clone(&entry.cache),
+            };
+            tracing::info!(version = %entry.name, "retired version");
+            Ok((retired, ring.active, false))
+        })
+    }
+
+    /// Destroys a version: its password, salt and keys are erased; its name
+    /// stays, so its tokens fail with an error that says so.
+    ///
+    /// # Errors
+    ///
+    /// Unknown or active version; a cleaned-up store.
+    pub fn destroy(&self, version: &Version) -> Result<(), KeystoreError> {
+        self.replace(version, |entry, ring, index| {
+            if index == ring.active {
+                return Err(KeystoreError::ActiveVersion(entry.name));
+            }
+            entry.cache.fernet.store(None);
+            let destroyed = Entry {
+                name: entry.name,
+                material: None,
+                state: VersionState::Destroyed,
+                activated_at: entry.activated_at,
+                cache: Cache::new(),
+            };
+            tracing::info!(version = %entry.name, "destroyed version");
+            Ok((destroyed, ring.active, false))
+        })
+    }
+
+    /// Publishes a snapshot with one entry replaced. `change` returns the
+    /// new entry, the new active index, and whether that is a rotation.
+    fn replace(
+        &self,
+        version: &Version,
+        change: impl FnOnce(&Entry, &Ring, usize) -> Result<(Entry, usize, bool), KeystoreError>,
+    ) -> Result<(), KeystoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.ring.load_full().ok_or(KeystoreError::CleanedUp)?;
+        let index = current.find(version)?;
+        let (entry, active, rotated) = change(&current.entries[index], &current, index)?;
+        let mut entries = current.entries.clone();
+        entries[index] = Arc::new(entry);
+        self.ring.store(Some(Arc::new(Ring::new(entries, active))));
+        if rotated {
+            self.counters.add(Counter::Rotations, 1);
+        }
+        Ok(())
+    }
+
+    /// The active version.
+    ///
+    /// # Errors
+    ///
+    /// After [`cleanup`](Self::cleanup).
+    pub fn active_version(&self) -> Result<Version, KeystoreError> {
+        let ring = self.ring()?;
+        let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
+        Ok(ring.entries[ring.active].name)
+    }
+
+    /// Every version, in the order added.
+    ///
+    /// # Errors
+    ///
+    /// After [`cleanup`](Self::cleanup).
+    pub fn versions(&self) -> Result<Vec<Version>, KeystoreError> {
+        let ring = self.ring()?;
+        Ok(ring.as_deref().map(Ring::names).unwrap_or_default())
+    }
+
+    /// Every version's state, activation time, iterations and decryption
+    /// count, in the order added. Never a key, password or salt.
+    ///
+    /// # Errors
+    ///
+    /// After [`cleanup`](Self::cleanup).
+    pub fn version_info(&self) -> Result<Vec<VersionInfo>, KeystoreError> {
+        let ring = self.ring()?;
+        let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
+        Ok(ring
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| VersionInfo {
+                version: e.name,
+                active: i == ring.active,
+                state: e.state,
+                activated_at: e.activated_at,
+                iterations: match &e.material {
+                    Some(KeyMaterial::Password { iterations, .. }) => Some(iterations.get()),
+                    _ => None,
+                },
+                decryptions: e.cache.decryptions.get(),
+            })
+            .collect())
+    }
+
+    /// Runs `f` on each version's name and key material, in the order
+    /// added (for persisting the keyring). Destroyed versions are skipped.
+    ///
+    /// # Errors
+    ///
+    /// After [`cleanup`](Self::cleanup).
+    pub fn for_each_material(&self, mut f: impl FnMut(&VersionInfo, &KeyMaterial)) -> Result<(), KeystoreError> {
+        let infos = self.version_info()?;
+        let ring = self.ring()?;
+        let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
+        for info in &infos {
+            if let Some(material) = ring.index.get(&info.version).and_then(|&i| ring.entries[i].material.as_ref()) {
+                f(info, material);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts since creation.
+    #[must_use]
+    pub fn statistics(&self) -> Statistics {
+        self.counters.snapshot()
+    }
+
+    /// Drops every cached key (each is zeroized when its last user lets go);
+    /// they are derived again on demand.
+    pub fn clear_cache(&self) {
+        if let Some(ring) = self.ring.load_full() {
+            for entry in &ring.entries {
+                entry.cache.fernet.store(None);
+            }
+        }
+    }
+
+    /// Erases every password, salt and key. Afterwards every operation
+    /// returns [`KeystoreError::CleanedUp`]. Operations already running
+    /// finish first; the memory is zeroized when the last one lets go.
+    pub fn cleanup(&self) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ring) = self.ring.swap(None) {
+            for entry in &ring.entries {
+                entry.cache.fernet.store(None);
+            }
+            tracing::info!(versions = ring.entries.len(), "cleaned up: keys erased");
+        }
+    }
+
+    /// Whether [`cleanup`](Self::cleanup) was called.
+    #[must_use]
+    pub fn is_cleaned_up(&self) -> bool {
+        self.ring.load().is_none()
+    }
+}
+
+fn clone_material(material: &KeyMaterial) -> KeyMaterial {
+    match material {
+        KeyMaterial::Password { password, salt, salt_hash, iterations } => KeyMaterial::Password {
+            password: password.clone(),
+            salt: salt.clone(),
+            salt_hash: salt_hash.clone(),
+            iterations: *iterations,
+        },
+        KeyMaterial::Fernet(key) => KeyMaterial::Fernet(key.clone()),
+    }
+}

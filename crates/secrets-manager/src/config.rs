@@ -1,0 +1,266 @@
+//! Configuration and its builder.
+
+use std::fmt;
+use std::num::NonZeroU32;
+
+use secrecy::SecretString;
+
+use crate::audit::{AuditEvent, AuditHook};
+use crate::error::{Error, Result};
+use crate::fernet::Key;
+use crate::kdf::{DEFAULT_ITERATIONS, Salt};
+use crate::keystore::{KeyMaterial, KeystoreError, VersionSpec};
+use crate::Version;
+
+/// A validated configuration for [`SecretsManager::new`](crate::SecretsManager::new).
+///
+/// Made with [`SecretsConfig::builder`].
+pub struct SecretsConfig {
+    pub(crate) versions: Vec<VersionSpec>,
+    pub(crate) active: Version,
+    pub(crate) kdf_iterations: NonZeroU32,
+    pub(crate) verify_salt_integrity: bool,
+    pub(crate) audit: Option<AuditHook>,
+}
+
+impl fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("versions", &self.versions.iter().map(|v| v.name).collect::<Vec<_>>())
+            .field("active", &self.active)
+            .field("kdf_iterations", &self.kdf_iterations)
+            .field("verify_salt_integrity", &self.verify_salt_integrity)
+            .field("audit_callback", &self.audit.is_some())
+            .finish()
+    }
+}
+
+impl SecretsConfig {
+    /// Starts a configuration.
+    #[must_use]
+    pub fn builder() -> SecretsConfigBuilder {
+        SecretsConfigBuilder::default()
+    }
+
+    /// The active version.
+    #[must_use]
+    pub fn active_version(&self) -> Version {
+        self.active
+    }
+
+    /// The versions, in the order added.
+    #[must_use]
+    pub fn versions(&self) -> Vec<Version> {
+        self.versions.iter().map(|v| v.name).collect()
+    }
+}
+
+enum PendingSource {
+    Password { password: SecretString, salt: Salt, salt_hash: Option<String> },
+    Fernet(String),
+}
+
+struct Pending {
+    name: String,
+    source: PendingSource,
+}
+
+/// Builds a [`SecretsConfig`]. Setters never fail; [`build`](Self::build)
+/// checks everything and reports the first problem, naming the version.
+///
+/// ```
+/// use secrets_manager::{SecretsConfig, SecretsManager};
+///
+/// let config = SecretsConfig::builder()
+///     .key("v1", "my-secret-password", "random-salt-value") // version, password, salt
+///     .active_version("v1")
+///     .kdf_iterations(1_000) // the default is 100_000, as in Python
+///     .build()?;
+/// let manager = SecretsManager::new(config)?;
+/// let (version, token) = manager.encrypt(b"sensitive data")?;
+/// assert_eq!(version, "v1");
+/// let (_, plaintext) = manager.decrypt(&token)?;
+/// assert_eq!(&*plaintext, b"sensitive data");
+/// # Ok::<(), secrets_manager::Error>(())
+/// ```
+pub struct SecretsConfigBuilder {
+    versions: Vec<Pending>,
+    activated: Vec<(String, u64)>,
+    active: Option<String>,
+    kdf_iterations: u32,
+    verify_salt_integrity: bool,
+    audit: Option<AuditHook>,
+}
+
+impl Default for SecretsConfigBuilder {
+    fn default() -> Self {
+        Self {
+            versions: Vec::new(),
+            activated: Vec::new(),
+            active: None,
+            kdf_iterations: DEFAULT_ITERATIONS.get(),
+            verify_salt_integrity: true,
+            audit: None,
+        }
+    }
+}
+
+impl fmt::Debug for SecretsConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretsConfigBuilder")
+            .field("versions", &self.versions.iter().map(|v| v.name.as_str()).collect::<Vec<_>>())
+            .field("active", &self.active)
+            .field("kdf_iterations", &self.kdf_iterations)
+            .field("verify_salt_integrity", &self.verify_salt_integrity)
+            .field("audit_callback", &self.audit.is_some())
+            .finish()
+    }
+}
+
+impl SecretsConfigBuilder {
+    /// Adds a version whose key is derived from `password` and `salt` with
+    /// PBKDF2-HMAC-SHA256. Version names are case-insensitive.
+    ///
+    /// A salt given as bytes is used as is; a string is normalised as the
+    /// Python package does (hex, then URL-safe base64, then UTF-8): see
+    /// [`Salt`].
+    #[must_use]
+    pub fn key(mut self, version: &str, password: impl Into<SecretString>, salt: impl Into<Salt>) -> Self {
+        self.versions.push(Pending {
+            name: version.to_owned(),
+            source: PendingSource::Password { password: password.into(), salt: salt.into(), salt_hash: None },
+        });
+        self
+    }
+
+    /// As [`key`](Self::key), with the salt's expected SHA-256 (lower-case
+    /// hex), checked when salt integrity verification is on.
+    #[must_use]
+    pub fn key_with_salt_hash(
+        mut self,
+        version: &str,
+        password: impl Into<SecretString>,
+        salt: impl Into<Salt>,
+        salt_hash_hex: &str,
+    ) -> Self {
+        self.versions.push(Pending {
+            name: version.to_owned(),
+            source: PendingSource::Password {
+                password: password.into(),
+                salt: salt.into(),
+                salt_hash: Some(salt_hash_hex.to_owned()),
+            },
+        });
+        self
+    }
+
+    /// Adds a version with a raw Fernet key (44 characters of URL-safe
+    /// base64, as `Fernet.generate_key()` makes): nothing to derive.
+    #[must_use]
+    pub fn fernet_key(mut self, version: &str, base64url_fernet_key: &str) -> Self {
+        self.versions.push(Pending {
+            name: version.to_owned(),
+            source: PendingSource::Fernet(base64url_fernet_key.to_owned()),
+        });
+        self
+    }
+
+    /// Records when `version` became active (Unix seconds). Decryption tries
+    /// the version that was active when a token was made first, so with many
+    /// versions the cost stays flat.
+    #[must_use]
+    pub fn activated_at(mut self, version: &str, unix_secs: u64) -> Self {
+        self.activated.push((version.to_owned(), unix_secs));
+        self
+    }
+
+    /// The version that encrypts. Optional when there is exactly one.
+    /// Surrounding quotes are ignored, as in the Python package.
+    #[must_use]
+    pub fn active_version(mut self, version: &str) -> Self {
+        self.active = Some(version.to_owned());
+        self
+    }
+
+    /// PBKDF2 iterations for password versions (default 100 000).
+    #[must_use]
+    pub fn kdf_iterations(mut self, iterations: u32) -> Self {
+        self.kdf_iterations = iterations;
+        self
+    }
+
+    /// Whether to check salts against their recorded hashes (default true).
+    #[must_use]
+    pub fn verify_salt_integrity(mut self, verify: bool) -> Self {
+        self.verify_salt_integrity = verify;
+        self
+    }
+
+    /// Called for every [`AuditEvent`]. A panic in the callback is caught
+    /// and logged; the operation still succeeds.
+    #[must_use]
+    pub fn audit_callback(mut self, callback: impl Fn(&AuditEvent) + Send + Sync + 'static) -> Self {
+        self.audit = Some(AuditHook::new(callback));
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// No versions; an invalid or duplicated version name; a malformed
+    /// Fernet key or salt hash; zero iterations; no active version among
+    /// several, or one that is not configured; `activated_at` for an unknown
+    /// version. Salt hashes are compared when the manager is created.
+    pub fn build(self) -> Result<SecretsConfig> {
+        let iterations = NonZeroU32::new(self.kdf_iterations).ok_or(Error::ZeroIterations)?;
+        if self.versions.is_empty() {
+            return Err(KeystoreError::NoVersions.into());
+        }
+        let mut versions: Vec<VersionSpec> = Vec::with_capacity(self.versions.len());
+        for pending in self.versions {
+            let name = Version::new(&pending.name)?;
+            if versions.iter().any(|v| v.name == name) {
+                return Err(KeystoreError::DuplicateVersion(name).into());
+            }
+            let material = match pending.source {
+                PendingSource::Password { password, salt, salt_hash } => {
+                    KeyMaterial::Password { password, salt, salt_hash, iterations }
+                }
+                PendingSource::Fernet(text) => {
+                    let key = Key::from_base64(zeroize::Zeroizing::new(text).as_bytes())
+                        .map_err(|source| Error::FernetKey { version: name, source })?;
+                    KeyMaterial::Fernet(key)
+                }
+            };
+            versions.push(VersionSpec { name, material, activated_at: None });
+        }
+        let names: Vec<Version> = versions.iter().map(|v| v.name).collect();
+        let available = || names.clone();
+        for (name, when) in self.activated {
+            let name = Version::new(&name)?;
+            let Some(spec) = versions.iter_mut().find(|v| v.name == name) else {
+                return Err(Error::UnknownVersion { setting: "activated_at", version: name, available: available() });
+            };
+            spec.activated_at = Some(when);
+        }
+        let active = match self.active {
+            Some(text) => {
+                let active = Version::from_setting(&text)?;
+                if !versions.iter().any(|v| v.name == active) {
+                    return Err(KeystoreError::UnknownActiveVersion { active, available: available() }.into());
+                }
+                active
+            }
+            None if versions.len() == 1 => versions[0].name,
+            None => return Err(Error::NoActiveVersion { available: available() }),
+        };
+        Ok(SecretsConfig {
+            versions,
+            active,
+            kdf_iterations: iterations,
+            verify_salt_integrity: self.verify_salt_integrity,
+            audit: self.audit,
+        })
+    }
+}

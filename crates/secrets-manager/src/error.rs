@@ -1,0 +1,54 @@
+//! The facade's error type.
+
+use crate::{Version, fernet, kdf, keystore};
+
+/// Anything the secrets manager can fail at. Messages name versions and
+/// settings, never passwords, keys, salts or plaintext.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// From the key store: unknown or duplicate versions, salt integrity,
+    /// failed decryption, a cleaned-up manager, ...
+    #[error(transparent)]
+    Keystore(#[from] keystore::KeystoreError),
+    /// From key derivation settings.
+    #[error(transparent)]
+    Kdf(#[from] kdf::KdfError),
+    /// A raw Fernet key that does not parse.
+    #[error("version {version}: {source}")]
+    FernetKey {
+        /// The version it was given for.
+        version: Version,
+        /// What is wrong with it.
+        source: fernet::KeyError,
+    },
+    /// `kdf_iterations(0)`.
+    #[error("kdf_iterations must be at least 1")]
+    ZeroIterations,
+    /// Several versions and none chosen to be active.
+    #[error("no active version set, and {} versions are configured: choose one with active_version (available: {})", .available.len(), list(.available))]
+    NoActiveVersion {
+        /// The configured versions.
+        available: Vec<Version>,
+    },
+    /// A setting named a version that is not configured.
+    #[error("{setting} names version {version}, which is not configured (available: {})", list(.available))]
+    UnknownVersion {
+        /// Which setting.
+        setting: &'static str,
+        /// The version it named.
+        version: Version,
+        /// The configured versions.
+        available: Vec<Version>,
+    },
+}
+
+fn list(versions: &[Version]) -> String {
+    if versions.is_empty() {
+        return "none".to_owned();
+    }
+    versions.iter().map(Version::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,61 @@
+//! Keep application secrets encrypted, and rotate keys without downtime.
+//!
+//! A Rust re-creation of the Python *SecretsManager* package, compatible
+//! with it both ways: tokens are Fernet tokens that Python's `cryptography`
+//! reads, keys are derived with the same PBKDF2-HMAC-SHA256 parameters.
+//!
+//! ```
+//! use secrets_manager::{SecretsConfig, SecretsManager};
+//!
+//! let config = SecretsConfig::builder()
+//!     .key("v1", "my-secret-password", "random-salt-value") // version, password, salt
+//!     .active_version("v1")
+//!     .build()?;
+//! let manager = SecretsManager::new(config)?;
+//! let (version, token) = manager.encrypt(b"sensitive data")?;    // (Version, String)
+//! let (version, plaintext) = manager.decrypt(&token)?;           // (Version, Zeroizing<Vec<u8>>)
+//! assert_eq!((version.as_str(), &plaintext[..]), ("v1", &b"sensitive data"[..]));
+//!
+//! manager.rotate_to_new_version("v2", "new-password")
+//!     .salt(b"new-salt")                                         // optional: default a fresh random 16-byte salt
+//!     .apply()?;
+//! assert_eq!(manager.active_version(), "v2");
+//! manager.cleanup();
+//! # Ok::<(), secrets_manager::Error>(())
+//! ```
+//!
+//! The layers are re-exported as modules, for those who want one piece:
+//! [`fernet`] (the token codec), [`kdf`] (PBKDF2 and salts) and
+//! [`keystore`] (the versioned keyring).
+
+mod audit;
+mod config;
+mod error;
+mod manager;
+
+pub use crate::audit::AuditEvent;
+pub use crate::config::{SecretsConfig, SecretsConfigBuilder};
+pub use crate::error::{Error, Result};
+pub use crate::manager::{Rotation, SecretsManager};
+pub use secrets_manager_kdf::Salt;
+pub use secrets_manager_keystore::{Statistics, Version};
+
+/// The Fernet token codec (`secrets-manager-fernet`).
+pub mod fernet {
+    pub use secrets_manager_fernet::*;
+}
+
+/// Key derivation and salts (`secrets-manager-kdf`).
+pub mod kdf {
+    pub use secrets_manager_kdf::*;
+}
+
+/// The versioned keyring (`secrets-manager-keystore`).
+pub mod keystore {
+    pub use secrets_manager_keystore::*;
+}
+
+/// Re-exported: passwords are [`secrecy::SecretString`]s.
+pub use secrecy;
+/// Re-exported: plaintexts are [`zeroize::Zeroizing`] buffers.
+pub use zeroize;

@@ -1,0 +1,292 @@
+//! The secrets manager.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use crate::audit::{AuditEvent, AuditHook};
+use crate::config::SecretsConfig;
+use crate::error::Result;
+use crate::kdf::Salt;
+use crate::keystore::{KeyMaterial, KeyStore, Options, VersionInfo, VersionSpec};
+use crate::{Statistics, Version, fernet};
+
+/// Encrypts and decrypts application secrets under versioned keys, and
+/// rotates keys at runtime.
+///
+/// `Send + Sync`; every method takes `&self`, so one manager serves a whole
+/// process (share it in an `Arc`). Encryption and decryption take no lock.
+///
+/// ```
+/// use secrets_manager::{SecretsConfig, SecretsManager};
+///
+/// let config = SecretsConfig::builder()
+///     .key("v1", "old-password", "old-salt")
+///     .kdf_iterations(1_000)
+///     .build()?;
+/// let manager = SecretsManager::new(config)?;
+/// let (_, old_token) = manager.encrypt(b"important data")?;
+///
+/// let v2 = manager.rotate_to_new_version("v2", "new-password").salt(b"new-salt").apply()?;
+/// assert_eq!(manager.active_version(), v2);
+/// let (version, _) = manager.encrypt(b"new data")?;
+/// assert_eq!(version, "v2");
+///
+/// // Old tokens still decrypt, and say which version opened them.
+/// let (version, plaintext) = manager.decrypt(&old_token)?;
+/// assert_eq!((version.as_str(), &plaintext[..]), ("v1", &b"important data"[..]));
+///
+/// manager.cleanup();
+/// assert!(manager.encrypt(b"x").is_err());
+/// # Ok::<(), secrets_manager::Error>(())
+/// ```
+pub struct SecretsManager {
+    store: KeyStore,
+    iterations: NonZeroU32,
+    audit: Option<AuditHook>,
+    /// The active version when `cleanup` ran, for `active_version` after it.
+    last_active: Mutex<Version>,
+}
+
+impl fmt::Debug for SecretsManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretsManager")
+            .field("store", &self.store)
+            .field("kdf_iterations", &self.iterations)
+            .field("audit_callback", &self.audit.is_some())
+            .finish()
+    }
+}
+
+impl SecretsManager {
+    /// A manager for `config`. Salt hashes are checked now; keys are derived
+    /// on first use and cached.
+    ///
+    /// # Errors
+    ///
+    /// A salt that fails its integrity check (naming the version).
+    pub fn new(config: SecretsConfig) -> Result<Self> {
+        let options = Options { verify_salt_integrity: config.verify_salt_integrity };
+        let store = KeyStore::new(config.versions, config.active, options)?;
+        Ok(Self { store, iterations: config.kdf_iterations, audit: config.audit, last_active: Mutex::new(config.active) })
+    }
+
+    fn emit(&self, event: impl FnOnce() -> AuditEvent) {
+        if let Some(hook) = &self.audit {
+            hook.emit(&event());
+        }
+    }
+
+    /// Encrypts under the active version, stamped with the current time.
+    ///
+    /// # Errors
+    ///
+    /// After [`cleanup`](Self::cleanup), or if the active key cannot be
+    /// derived.
+    pub fn encrypt(&self, plaintext: &[u8]) -> Result<(Version, String)> {
+        let (version, token) = self.store.encrypt(plaintext)?;
+        self.emit(|| AuditEvent::Encryption { version, size: plaintext.len() });
+        Ok((version, token))
+    }
+
+    /// Encrypts under the active version, stamped with `unix_secs`.
+    ///
+    /// # Errors
+    ///
+    /// As [`encrypt`](Self::encrypt).
+    pub fn encrypt_at_time(&self, plaintext: &[u8], unix_secs: u64) -> Result<(Version, String)> {
+        let (version, token) = self.store.encrypt_at_time(plaintext, unix_secs)?;
+        self.emit(|| AuditEvent::Encryption { version, size: plaintext.len() });
+        Ok((version, token))
+    }
+
+    /// Decrypts a token made under any usable version; returns the version
+    /// that opened it. Tries the version active when the token was made,
+    /// then the active version, then the rest, newest first.
+    ///
+    /// # Errors
+    ///
+    /// A malformed token, or no version opens it.
+    pub fn decrypt(&self, token: impl AsRef<[u8]>) -> Result<(Version, Zeroizing<Vec<u8>>)> {
+        self.decrypt_inner(token.as_ref(), None, None)
+    }
+
+    /// As [`decrypt`](Self::decrypt), trying `hint` first (an unknown hint
+    /// is ignored, as in the Python package).
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](Self::decrypt).
+    pub fn decrypt_with_hint(&self, token: impl AsRef<[u8]>, hint: &str) -> Result<(Version, Zeroizing<Vec<u8>>)> {
+        self.decrypt_inner(token.as_ref(), Some(hint), None)
+    }
+
+    /// As [`decrypt`](Self::decrypt), accepting only a token no older than
+    /// `ttl` (whole seconds) and no more than 60 s in the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](Self::decrypt), and a token outside its time-to-live.
+    pub fn decrypt_with_ttl(&self, token: impl AsRef<[u8]>, ttl: Duration) -> Result<(Version, Zeroizing<Vec<u8>>)> {
+        self.decrypt_inner(token.as_ref(), None, Some(ttl))
+    }
+
+    fn decrypt_inner(
+        &self,
+        token: &[u8],
+        hint: Option<&str>,
+        ttl: Option<Duration>,
+    ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
+        let now = if ttl.is_some() { fernet::unix_time() } else { 0 };
+        match self.store.decrypt(token, hint, ttl, now) {
+            Ok((version, plaintext)) => {
+                self.emit(|| AuditEvent::Decryption {
+                    version,
+                    was_hint: hint.and_then(|h| Version::from_setting(h).ok()) == Some(version),
+                });
+                Ok((version, plaintext))
+            }
+            Err(e) => {
+                self.emit(|| AuditEvent::DecryptionFailed { hint: hint.and_then(|h| Version::from_setting(h).ok()) });
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Re-encrypts a token under the active version, keeping its original
+    /// timestamp (so TTLs still count from the first encryption).
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](Self::decrypt) and [`encrypt`](Self::encrypt).
+    pub fn rotate_token(&self, token: impl AsRef<[u8]>) -> Result<(Version, String)> {
+        Ok(self.store.rotate_token(token.as_ref())?)
+    }
+
+    /// Starts a rotation to a new version derived from `password`. Finish it
+    /// with [`Rotation::apply`]; set a salt with [`Rotation::salt`] (by
+    /// default a fresh random 16-byte salt).
+    #[must_use]
+    pub fn rotate_to_new_version(&self, version: &str, password: impl Into<SecretString>) -> Rotation<'_> {
+        Rotation { manager: self, version: version.to_owned(), password: password.into(), salt: None }
+    }
+
+    /// The active version (after [`cleanup`](Self::cleanup), the one that
+    /// was active then).
+    #[must_use]
+    pub fn active_version(&self) -> Version {
+        self.store
+            .active_version()
+            .unwrap_or_else(|_| *self.last_active.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The versions, in the order added (empty after cleanup).
+    #[must_use]
+    pub fn versions(&self) -> Vec<Version> {
+        self.store.versions().unwrap_or_default()
+    }
+
+    /// Each version's state, activation time, iterations and decryption
+    /// count. Never a secret.
+    ///
+    /// # Errors
+    ///
+    /// After [`cleanup`](Self::cleanup).
+    pub fn version_info(&self) -> Result<Vec<VersionInfo>> {
+        Ok(self.store.version_info()?)
+    }
+
+    /// Stops a version from decrypting (it cannot be the active one).
+    ///
+    /// # Errors
+    ///
+    /// Unknown or active version; after cleanup.
+    pub fn retire_version(&self, version: &str) -> Result<()> {
+        Ok(self.store.retire(&Version::new(version)?)?)
+    }
+
+    /// Erases a version's key; its tokens then fail with an error naming it.
+    ///
+    /// # Errors
+    ///
+    /// Unknown or active version; after cleanup.
+    pub fn destroy_version(&self, version: &str) -> Result<()> {
+        Ok(self.store.destroy(&Version::new(version)?)?)
+    }
+
+    /// Counts since creation, exact under any concurrency.
+    #[must_use]
+    pub fn statistics(&self) -> Statistics {
+        self.store.statistics()
+    }
+
+    /// Drops (and zeroizes) every derived key; they are derived again on
+    /// demand.
+    pub fn clear_cache(&self) {
+        self.store.clear_cache();
+    }
+
+    /// Zeroizes every password, salt and key. Afterwards every operation
+    /// returns an error saying the manager was cleaned up. Dropping the
+    /// manager zeroizes everything too.
+    pub fn cleanup(&self) {
+        if let Ok(active) = self.store.active_version() {
+            *self.last_active.lock().unwrap_or_else(PoisonError::into_inner) = active;
+        }
+        self.store.cleanup();
+        self.emit(|| AuditEvent::Cleanup);
+    }
+
+    pub(crate) fn rotate(&self, version: &str, password: SecretString, salt: Option<Salt>) -> Result<Version> {
+        let name = Version::new(version)?;
+        let previous = self.store.active_version()?;
+        let salt = salt.unwrap_or_else(Salt::generate);
+        let spec = VersionSpec {
+            name,
+            material: KeyMaterial::Password { password, salt, salt_hash: None, iterations: self.iterations },
+            activated_at: Some(fernet::unix_time()),
+        };
+        self.store.add_version(spec, true)?;
+        self.emit(|| AuditEvent::Rotation { new_version: name, previous_version: previous });
+        Ok(name)
+    }
+}
+
+/// A rotation being set up: see
+/// [`SecretsManager::rotate_to_new_version`].
+#[must_use = "a rotation does nothing until `apply` is called"]
+pub struct Rotation<'m> {
+    manager: &'m SecretsManager,
+    version: String,
+    password: SecretString,
+    salt: Option<Salt>,
+}
+
+impl fmt::Debug for Rotation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rotation").field("version", &self.version).field("salt_set", &self.salt.is_some()).finish()
+    }
+}
+
+impl Rotation<'_> {
+    /// The salt (bytes as they are, strings normalised as in Python).
+    /// Without it, a fresh random 16-byte salt is used.
+    pub fn salt(mut self, salt: impl Into<Salt>) -> Self {
+        self.salt = Some(salt.into());
+        self
+    }
+
+    /// Adds the version and makes it active. Existing versions stay and
+    /// keep decrypting; their cached keys are kept.
+    ///
+    /// # Errors
+    ///
+    /// An invalid or existing version name; after cleanup.
+    pub fn apply(self) -> Result<Version> {
+        self.manager.rotate(&self.version, self.password, self.salt)
+    }
+}
