@@ -13,11 +13,18 @@ fn pbkdf2(c: &mut Criterion) {
     let salt = Salt::from("random-salt-value");
     let mut g = c.benchmark_group("pbkdf2-100k");
     g.sample_size(20);
-    g.bench_function("ours", |b| b.iter(|| derive_key(black_box(b"my-secret-password"), &salt, DEFAULT_ITERATIONS)));
+    g.bench_function("ours", |b| {
+        b.iter(|| derive_key(black_box(b"my-secret-password"), &salt, DEFAULT_ITERATIONS))
+    });
     g.bench_function("pbkdf2-crate", |b| {
         b.iter(|| {
             let mut out = [0u8; 32];
-            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(black_box(b"my-secret-password"), salt.as_bytes(), DEFAULT_ITERATIONS.get(), &mut out);
+            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+                black_box(b"my-secret-password"),
+                salt.as_bytes(),
+                DEFAULT_ITERATIONS.get(),
+                &mut out,
+            );
             out
         });
     });

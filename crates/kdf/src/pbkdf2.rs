@@ -15,7 +15,14 @@ pub const KEY_LEN: usize = 32;
 
 const BLOCK: usize = 64;
 const H0: [u32; 8] = [
-    0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
 ];
 /// Bit length of (one pad block ‖ a 32-byte digest): every iteration's input.
 const ITER_BITS: u64 = ((BLOCK + 32) * 8) as u64;
@@ -25,7 +32,11 @@ const ITER_BITS: u64 = ((BLOCK + 32) * 8) as u64;
 /// This is the Python package's derivation; the result is the raw Fernet key
 /// (signing key ‖ encryption key).
 #[must_use]
-pub fn derive_key(password: &[u8], salt: &Salt, iterations: NonZeroU32) -> Zeroizing<[u8; KEY_LEN]> {
+pub fn derive_key(
+    password: &[u8],
+    salt: &Salt,
+    iterations: NonZeroU32,
+) -> Zeroizing<[u8; KEY_LEN]> {
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     pbkdf2_hmac_sha256(password, salt.as_bytes(), iterations, &mut out[..]);
     out
@@ -181,14 +192,24 @@ mod tests {
 
     #[test]
     fn matches_the_pbkdf2_crate_for_awkward_lengths() {
-        for (plen, slen, iters) in [(0, 0, 1), (1, 55, 2), (64, 56, 3), (65, 119, 5), (200, 64, 7), (16, 120, 1)] {
+        for (plen, slen, iters) in [
+            (0, 0, 1),
+            (1, 55, 2),
+            (64, 56, 3),
+            (65, 119, 5),
+            (200, 64, 7),
+            (16, 120, 1),
+        ] {
             let password: Vec<u8> = (0..plen).map(|i| (i * 7) as u8).collect();
             let salt: Vec<u8> = (0..slen).map(|i| (i * 13) as u8).collect();
             let mut ours = [0u8; 80];
             pbkdf2_hmac_sha256(&password, &salt, n(iters), &mut ours);
             let mut theirs = [0u8; 80];
             ::pbkdf2::pbkdf2_hmac::<Sha256>(&password, &salt, iters, &mut theirs);
-            assert_eq!(ours, theirs, "password {plen}, salt {slen}, {iters} iterations");
+            assert_eq!(
+                ours, theirs,
+                "password {plen}, salt {slen}, {iters} iterations"
+            );
         }
     }
 
@@ -196,6 +217,9 @@ mod tests {
     fn derive_key_is_the_first_32_bytes() {
         let salt = Salt::from_bytes(b"salt".to_vec());
         let key = derive_key(b"passwd", &salt, n(1));
-        assert_eq!(hex(&key[..]), "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc");
+        assert_eq!(
+            hex(&key[..]),
+            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
+        );
     }
 }

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -91,9 +91,14 @@ impl Salt {
     /// compared in constant time.
     #[must_use]
     pub fn matches_hash(&self, expected_hex: &str) -> bool {
-        let Ok(expected) = parse_sha256_hex(expected_hex) else { return false };
+        let Ok(expected) = parse_sha256_hex(expected_hex) else {
+            return false;
+        };
         let actual = Sha256::digest(&self.0);
-        let diff = actual.iter().zip(expected.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        let diff = actual
+            .iter()
+            .zip(expected.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         std::hint::black_box(diff) == 0
     }
 
@@ -110,7 +115,9 @@ impl Salt {
 ///
 /// [`KdfError::MalformedSaltHash`] for any other text.
 pub(crate) fn parse_sha256_hex(text: &str) -> Result<[u8; 32], KdfError> {
-    let malformed = || KdfError::MalformedSaltHash { len: text.chars().count() };
+    let malformed = || KdfError::MalformedSaltHash {
+        len: text.chars().count(),
+    };
     if text.len() != 64 {
         return Err(malformed());
     }
@@ -142,7 +149,10 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     };
-    bytes.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+    bytes
+        .chunks_exact(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
 }
 
 /// Base64 as Python's `urlsafe_b64decode` reads it, minus its habit of
@@ -160,11 +170,14 @@ fn decode_lenient_base64(text: &str) -> Option<Vec<u8>> {
     }
     // Map the URL-safe characters onto the standard alphabet; any other
     // character fails the decode below.
-    let standard: String = text.chars().map(|c| match c {
-        '-' => '+',
-        '_' => '/',
-        c => c,
-    }).collect();
+    let standard: String = text
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
     LENIENT.decode(standard).ok()
 }
 
@@ -230,7 +243,10 @@ mod tests {
         assert_eq!(Salt::from("73616C74").as_bytes(), b"salt");
         assert_eq!(Salt::from("c2FsdA==").as_bytes(), b"salt");
         assert_eq!(Salt::from("s1").as_bytes(), b"s1");
-        assert_eq!(Salt::from("random-salt-value").as_bytes(), b"random-salt-value");
+        assert_eq!(
+            Salt::from("random-salt-value").as_bytes(),
+            b"random-salt-value"
+        );
         // Both alphabets, as Python's urlsafe decoder accepts.
         assert_eq!(Salt::from("-_-_").as_bytes(), &[0xfb, 0xff, 0xbf]);
         assert_eq!(Salt::from("+/+/").as_bytes(), &[0xfb, 0xff, 0xbf]);
@@ -256,13 +272,19 @@ mod tests {
         let salt = Salt::from(b"my-salt");
         let hash = salt.sha256_hex();
         assert_eq!(hash.len(), 64);
-        assert!(hash.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            hash.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert!(salt.matches_hash(&hash));
         assert!(salt.matches_hash(&hash.to_uppercase()));
         assert!(!Salt::from(b"other").matches_hash(&hash));
         assert!(!salt.matches_hash(&hash[..63]));
         assert!(!salt.matches_hash("not hex"));
-        assert_eq!(Salt::validate_hash_text("xyz"), Err(KdfError::MalformedSaltHash { len: 3 }));
+        assert_eq!(
+            Salt::validate_hash_text("xyz"),
+            Err(KdfError::MalformedSaltHash { len: 3 })
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@ pub(crate) fn list(versions: &[Version]) -> String {
     if versions.is_empty() {
         return "none".to_owned();
     }
-    versions.iter().map(Version::as_str).collect::<Vec<_>>().join(", ")
+    versions
+        .iter()
+        .map(Version::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Something the key store refused or could not do.
@@ -16,7 +20,7 @@ pub(crate) fn list(versions: &[Version]) -> String {
 #[non_exhaustive]
 pub enum KeystoreError {
     /// A version name with characters that cannot be used.
-    #[error("invalid version name '{name}': use 1 to 64 ASCII letters, digits, '_', '-' or '.'")]
+    #[error("invalid version name '{name}': use 1 to 31 ASCII letters, digits, '_', '-' or '.'")]
     InvalidVersionName {
         /// The name as given (escaped, truncated).
         name: String,
@@ -44,7 +48,9 @@ pub enum KeystoreError {
     #[error("version {0} already exists; versions are never overwritten, rotate to a new name")]
     DuplicateVersion(Version),
     /// A salt's SHA-256 does not match the recorded hash.
-    #[error("salt integrity check failed for version {0}: the salt does not match its recorded hash")]
+    #[error(
+        "salt integrity check failed for version {0}: the salt does not match its recorded hash"
+    )]
     SaltIntegrity(Version),
     /// A recorded salt hash is not a SHA-256 hex digest.
     #[error("version {version}: {source}")]
@@ -67,7 +73,9 @@ pub enum KeystoreError {
     #[error("version {0} is retired and no longer decrypts")]
     VersionRetired(Version),
     /// The version that should decrypt was destroyed.
-    #[error("version {0} was destroyed: its key no longer exists, so its tokens cannot be decrypted")]
+    #[error(
+        "version {0} was destroyed: its key no longer exists, so its tokens cannot be decrypted"
+    )]
     VersionDestroyed(Version),
     /// The active version cannot be retired or destroyed.
     #[error("version {0} is active: rotate to another version before retiring or destroying it")]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwapOption, Guard};
@@ -39,7 +39,11 @@ pub enum KeyMaterial {
 impl fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Password { iterations, salt_hash, .. } => f
+            Self::Password {
+                iterations,
+                salt_hash,
+                ..
+            } => f
                 .debug_struct("Password")
                 .field("password", &"[REDACTED]")
                 .field("salt", &"[REDACTED]")
@@ -104,32 +108,68 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { verify_salt_integrity: true }
+        Self {
+            verify_salt_integrity: true,
+        }
     }
 }
 
-/// A version's cached key and counters, shared by every snapshot that
-/// holds the version.
+/// A version's derived key. Replaced wholesale by `clear_cache`, so the hot
+/// path reads it with one atomic load (`OnceLock::get`).
 struct Cache {
-    fernet: ArcSwapOption<Fernet>,
+    fernet: OnceLock<Fernet>,
     /// Serialises derivation of this version only.
     derive: Mutex<()>,
-    decryptions: StripedCounter,
 }
 
 impl Cache {
     fn new() -> Arc<Self> {
-        Arc::new(Self { fernet: ArcSwapOption::empty(), derive: Mutex::new(()), decryptions: StripedCounter::new() })
+        Arc::new(Self {
+            fernet: OnceLock::new(),
+            derive: Mutex::new(()),
+        })
     }
 }
 
+/// One version in one snapshot. The key material and the counters are
+/// shared by every snapshot that holds the version; never copied.
 struct Entry {
     name: Version,
     /// `None` once destroyed.
-    material: Option<KeyMaterial>,
+    material: Option<Arc<KeyMaterial>>,
     state: VersionState,
     activated_at: Option<u64>,
     cache: Arc<Cache>,
+    decryptions: Arc<StripedCounter>,
+}
+
+impl Entry {
+    fn new(spec: VersionSpec) -> Self {
+        Self {
+            name: spec.name,
+            material: Some(Arc::new(spec.material)),
+            state: VersionState::Usable,
+            activated_at: spec.activated_at,
+            cache: Cache::new(),
+            decryptions: Arc::new(StripedCounter::new()),
+        }
+    }
+
+    /// The same version with changes, sharing material and counters.
+    fn with(&self, state: VersionState, activated_at: Option<u64>, cache: Arc<Cache>) -> Self {
+        Self {
+            name: self.name,
+            material: if state == VersionState::Destroyed {
+                None
+            } else {
+                self.material.clone()
+            },
+            state,
+            activated_at,
+            cache,
+            decryptions: Arc::clone(&self.decryptions),
+        }
+    }
 }
 
 /// One immutable keyring snapshot.
@@ -144,11 +184,23 @@ struct Ring {
 
 impl Ring {
     fn new(entries: Vec<Arc<Entry>>, active: usize) -> Self {
-        let index = entries.iter().enumerate().map(|(i, e)| (e.name, i)).collect();
-        let mut timeline: Vec<(u64, usize)> =
-            entries.iter().enumerate().filter_map(|(i, e)| e.activated_at.map(|t| (t, i))).collect();
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name, i))
+            .collect();
+        let mut timeline: Vec<(u64, usize)> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.activated_at.map(|t| (t, i)))
+            .collect();
         timeline.sort_unstable();
-        Self { entries, active, index, timeline }
+        Self {
+            entries,
+            active,
+            index,
+            timeline,
+        }
     }
 
     /// The version that became active last at or before `timestamp`.
@@ -165,7 +217,10 @@ impl Ring {
         self.index
             .get(version)
             .copied()
-            .ok_or_else(|| KeystoreError::UnknownVersion { version: *version, available: self.names() })
+            .ok_or_else(|| KeystoreError::UnknownVersion {
+                version: *version,
+                available: self.names(),
+            })
     }
 }
 
@@ -225,24 +280,27 @@ impl KeyStore {
     ///
     /// No versions, a duplicate, an active version not among them, or a
     /// salt that fails its integrity check.
-    pub fn new(versions: Vec<VersionSpec>, active: Version, options: Options) -> Result<Self, KeystoreError> {
+    pub fn new(
+        versions: Vec<VersionSpec>,
+        active: Version,
+        options: Options,
+    ) -> Result<Self, KeystoreError> {
         if versions.is_empty() {
             return Err(KeystoreError::NoVersions);
         }
-        let store = Self { ring: ArcSwapOption::empty(), writer: Mutex::new(()), counters: Counters::new(), options };
+        let store = Self {
+            ring: ArcSwapOption::empty(),
+            writer: Mutex::new(()),
+            counters: Counters::new(),
+            options,
+        };
         let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(versions.len());
         for spec in versions {
             if entries.iter().any(|e| e.name == spec.name) {
                 return Err(KeystoreError::DuplicateVersion(spec.name));
             }
             store.check_salt(&spec)?;
-            entries.push(Arc::new(Entry {
-                name: spec.name,
-                material: Some(spec.material),
-                state: VersionState::Usable,
-                activated_at: spec.activated_at,
-                cache: Cache::new(),
-            }));
+            entries.push(Arc::new(Entry::new(spec)));
         }
         let Some(active_index) = entries.iter().position(|e| e.name == active) else {
             return Err(KeystoreError::UnknownActiveVersion {
@@ -250,14 +308,23 @@ impl KeyStore {
                 available: entries.iter().map(|e| e.name).collect(),
             });
         };
-        store.ring.store(Some(Arc::new(Ring::new(entries, active_index))));
+        store
+            .ring
+            .store(Some(Arc::new(Ring::new(entries, active_index))));
         Ok(store)
     }
 
     fn check_salt(&self, spec: &VersionSpec) -> Result<(), KeystoreError> {
-        if let KeyMaterial::Password { salt, salt_hash: Some(hash), .. } = &spec.material {
-            Salt::validate_hash_text(hash)
-                .map_err(|source| KeystoreError::SaltHash { version: spec.name, source })?;
+        if let KeyMaterial::Password {
+            salt,
+            salt_hash: Some(hash),
+            ..
+        } = &spec.material
+        {
+            Salt::validate_hash_text(hash).map_err(|source| KeystoreError::SaltHash {
+                version: spec.name,
+                source,
+            })?;
             if self.options.verify_salt_integrity {
                 self.counters.add(Counter::IntegrityChecks, 1);
                 if !salt.matches_hash(hash) {
@@ -278,31 +345,39 @@ impl KeyStore {
 
     /// Runs `f` with the version's expanded key, deriving it first if it is
     /// not cached.
-    fn with_fernet<R>(&self, entry: &Entry, f: impl FnOnce(&Fernet) -> R) -> Result<R, KeystoreError> {
-        {
-            let cached = entry.cache.fernet.load();
-            if let Some(fernet) = cached.as_deref() {
-                self.counters.add(Counter::CacheHits, 1);
-                return Ok(f(fernet));
-            }
+    fn with_fernet<R>(
+        &self,
+        entry: &Entry,
+        f: impl FnOnce(&Fernet) -> R,
+    ) -> Result<R, KeystoreError> {
+        // Lookups are counted by the callers (see `Counter::ExtraLookups`).
+        if let Some(fernet) = entry.cache.fernet.get() {
+            return Ok(f(fernet));
         }
-        let fernet = self.derive(entry)?;
-        Ok(f(&fernet))
+        Ok(f(self.derive(entry)?))
     }
 
     /// Derives a version's key once: concurrent first users wait on the
     /// version's lock and then find it cached.
-    fn derive(&self, entry: &Entry) -> Result<Arc<Fernet>, KeystoreError> {
-        let _only_one = entry.cache.derive.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(fernet) = entry.cache.fernet.load_full() {
-            self.counters.add(Counter::CacheHits, 1);
+    fn derive<'e>(&self, entry: &'e Entry) -> Result<&'e Fernet, KeystoreError> {
+        let _only_one = entry
+            .cache
+            .derive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(fernet) = entry.cache.fernet.get() {
             return Ok(fernet);
         }
         self.counters.add(Counter::CacheMisses, 1);
-        let fernet = match &entry.material {
+        let fernet = match entry.material.as_deref() {
             None => return Err(KeystoreError::VersionDestroyed(entry.name)),
             Some(KeyMaterial::Fernet(key)) => Fernet::new(key),
-            Some(KeyMaterial::Password { password, salt, salt_hash, iterations }) => {
+            Some(KeyMaterial::Password {
+                password,
+                salt,
+                salt_hash,
+                iterations,
+            }) => {
                 if let (true, Some(hash)) = (self.options.verify_salt_integrity, salt_hash) {
                     self.counters.add(Counter::IntegrityChecks, 1);
                     if !salt.matches_hash(hash) {
@@ -321,9 +396,8 @@ impl KeyStore {
                 fernet
             }
         };
-        let fernet = Arc::new(fernet);
-        entry.cache.fernet.store(Some(Arc::clone(&fernet)));
-        Ok(fernet)
+        // Under the derive lock, nobody else sets it.
+        Ok(entry.cache.fernet.get_or_init(|| fernet))
     }
 
     /// Encrypts under the active version, stamped with the current time.
@@ -341,13 +415,24 @@ impl KeyStore {
     /// # Errors
     ///
     /// As [`encrypt`](Self::encrypt).
-    pub fn encrypt_at_time(&self, msg: &[u8], timestamp: u64) -> Result<(Version, String), KeystoreError> {
+    pub fn encrypt_at_time(
+        &self,
+        msg: &[u8],
+        timestamp: u64,
+    ) -> Result<(Version, String), KeystoreError> {
         let ring = self.ring()?;
         let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
         let entry = &ring.entries[ring.active];
-        let token = self.with_fernet(entry, |f| f.encrypt_at_time(msg, timestamp))?;
-        self.counters.add(Counter::Encryptions, 1);
-        Ok((entry.name, token))
+        match self.with_fernet(entry, |f| f.encrypt_at_time(msg, timestamp)) {
+            Ok(token) => {
+                self.counters.add(Counter::Encryptions, 1);
+                Ok((entry.name, token))
+            }
+            Err(e) => {
+                self.counters.add(Counter::ExtraLookups, 1);
+                Err(e)
+            }
+        }
     }
 
     /// Decrypts a token, trying versions in this order: `hint`; the version
@@ -371,10 +456,8 @@ impl KeyStore {
         ttl: Option<Duration>,
         now: u64,
     ) -> Result<(Version, Zeroizing<Vec<u8>>), KeystoreError> {
-        let result = self.open(token, hint, ttl, now).map(|(v, _, msg)| (v, msg));
-        let counter = if result.is_ok() { Counter::Decryptions } else { Counter::DecryptionFailures };
-        self.counters.add(counter, 1);
-        result
+        self.open_counted(token, hint, ttl, now)
+            .map(|(v, _, msg)| (v, msg))
     }
 
     /// Re-encrypts a token under the active version, keeping its timestamp.
@@ -384,28 +467,63 @@ impl KeyStore {
     /// As [`decrypt`](Self::decrypt) (no TTL is applied), or
     /// [`encrypt`](Self::encrypt).
     pub fn rotate_token(&self, token: &[u8]) -> Result<(Version, String), KeystoreError> {
-        let opened = self.open(token, None, None, 0);
-        let counter = if opened.is_ok() { Counter::Decryptions } else { Counter::DecryptionFailures };
-        self.counters.add(counter, 1);
-        let (_, timestamp, msg) = opened?;
+        let (_, timestamp, msg) = self.open_counted(token, None, None, 0)?;
         self.encrypt_at_time(&msg, timestamp)
     }
 
-    fn open(&self, token: &[u8], hint: Option<&str>, ttl: Option<Duration>, now: u64) -> Result<Opened, KeystoreError> {
+    /// `open`, counted: a decryption (with its one implied key lookup) or a
+    /// failure, plus any further lookups the trial needed.
+    fn open_counted(
+        &self,
+        token: &[u8],
+        hint: Option<&str>,
+        ttl: Option<Duration>,
+        now: u64,
+    ) -> Result<Opened, KeystoreError> {
+        let mut lookups = 0;
+        let result = self.open(token, hint, ttl, now, &mut lookups);
+        let (counter, extra) = match result {
+            Ok(_) => (Counter::Decryptions, lookups.saturating_sub(1)),
+            Err(_) => (Counter::DecryptionFailures, lookups),
+        };
+        if extra > 0 {
+            self.counters.add(Counter::ExtraLookups, extra);
+        }
+        self.counters.add(counter, 1);
+        result
+    }
+
+    fn open(
+        &self,
+        token: &[u8],
+        hint: Option<&str>,
+        ttl: Option<Duration>,
+        now: u64,
+        lookups: &mut u64,
+    ) -> Result<Opened, KeystoreError> {
         let ring = self.ring()?;
         let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
         let parsed = UnverifiedToken::parse(token).map_err(|_| KeystoreError::InvalidToken)?;
-        parsed.check_ttl(ttl, now).map_err(|_| KeystoreError::InvalidToken)?;
+        parsed
+            .check_ttl(ttl, now)
+            .map_err(|_| KeystoreError::InvalidToken)?;
 
-        let hinted = hint.and_then(|h| Version::from_setting(h).ok()).and_then(|v| ring.index.get(&v).copied());
+        let hinted = hint
+            .and_then(|h| Version::from_setting(h).ok())
+            .and_then(|v| ring.index.get(&v).copied());
         let by_time = ring.active_at(parsed.timestamp());
         let first = [hinted, by_time, Some(ring.active)];
 
         let mut token = parsed;
-        let mut order = first.iter().enumerate().filter_map(|(i, c)| c.filter(|c| !first[..i].contains(&Some(*c))));
-        let rest = (0..ring.entries.len()).rev().filter(|i| !first.contains(&Some(*i)));
+        let mut order = first
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.filter(|c| !first[..i].contains(&Some(*c))));
+        let rest = (0..ring.entries.len())
+            .rev()
+            .filter(|i| !first.contains(&Some(*i)));
         for index in order.by_ref().chain(rest) {
-            token = match self.try_open(&ring.entries[index], token)? {
+            token = match self.try_open(&ring.entries[index], token, lookups)? {
                 Ok(opened) => return Ok(opened),
                 Err(unopened) => unopened,
             };
@@ -424,7 +542,11 @@ impl KeyStore {
             .iter()
             .enumerate()
             .filter_map(|(i, c)| c.filter(|c| !first[..i].contains(&Some(*c))))
-            .chain((0..ring.entries.len()).rev().filter(|i| !first.contains(&Some(*i))))
+            .chain(
+                (0..ring.entries.len())
+                    .rev()
+                    .filter(|i| !first.contains(&Some(*i))),
+            )
             .filter(|&i| ring.entries[i].state == VersionState::Usable)
             .map(|i| ring.entries[i].name)
             .collect();
@@ -432,17 +554,23 @@ impl KeyStore {
     }
 
     /// One attempt: the token back if this version does not open it.
-    fn try_open(&self, entry: &Entry, token: UnverifiedToken) -> Result<Result<Opened, UnverifiedToken>, KeystoreError> {
+    fn try_open(
+        &self,
+        entry: &Entry,
+        token: UnverifiedToken,
+        lookups: &mut u64,
+    ) -> Result<Result<Opened, UnverifiedToken>, KeystoreError> {
         if entry.state != VersionState::Usable {
             return Ok(Err(token));
         }
+        *lookups += 1;
         let opened = self.with_fernet(entry, |fernet| {
             let verified = token.verify(fernet)?;
             let timestamp = verified.timestamp();
             verified.decrypt().map(|msg| (entry.name, timestamp, msg))
         })?;
         if opened.is_ok() {
-            entry.cache.decryptions.incr();
+            entry.decryptions.incr();
         }
         Ok(opened)
     }
@@ -462,15 +590,20 @@ impl KeyStore {
         }
         self.check_salt(&spec)?;
         let name = spec.name;
+        let entry = Arc::new(Entry::new(spec));
+        if activate {
+            // Derive before publishing, here in the writer, so no reader
+            // ever waits for a new active key.
+            self.counters.add(Counter::ExtraLookups, 1);
+            self.derive(&entry)?;
+        }
         let mut entries = current.entries.clone();
-        entries.push(Arc::new(Entry {
-            name,
-            material: Some(spec.material),
-            state: VersionState::Usable,
-            activated_at: spec.activated_at,
-            cache: Cache::new(),
-        }));
-        let active = if activate { entries.len() - 1 } else { current.active };
+        entries.push(entry);
+        let active = if activate {
+            entries.len() - 1
+        } else {
+            current.active
+        };
         self.ring.store(Some(Arc::new(Ring::new(entries, active))));
         if activate {
             self.counters.add(Counter::Rotations, 1);
@@ -486,20 +619,22 @@ impl KeyStore {
     /// # Errors
     ///
     /// Unknown, retired or destroyed version; a cleaned-up store.
-    pub fn activate(&self, version: &Version, activated_at: Option<u64>) -> Result<(), KeystoreError> {
+    pub fn activate(
+        &self,
+        version: &Version,
+        activated_at: Option<u64>,
+    ) -> Result<(), KeystoreError> {
         self.replace(version, |entry, ring, index| {
             match entry.state {
                 VersionState::Retired => return Err(KeystoreError::VersionRetired(entry.name)),
                 VersionState::Destroyed => return Err(KeystoreError::VersionDestroyed(entry.name)),
                 VersionState::Usable => {}
             }
-            let updated = Entry {
-                name: entry.name,
-                material: entry.material.as_ref().map(clone_material),
-                state: entry.state,
-                activated_at: activated_at.or(entry.activated_at),
-                cache: Arc::clone(&entry.cache),
-            };
+            let updated = entry.with(
+                entry.state,
+                activated_at.or(entry.activated_at),
+                Arc::clone(&entry.cache),
+            );
             Ok((updated, index, ring.active != index))
         })
     }
@@ -515,13 +650,12 @@ impl KeyStore {
             if index == ring.active {
                 return Err(KeystoreError::ActiveVersion(entry.name));
             }
-            let retired = Entry {
-                name: entry.name,
-                material: entry.material.as_ref().map(clone_material),
-                state: if entry.state == VersionState::Destroyed { VersionState::Destroyed } else { VersionState::Retired },
-                activated_at: entry.activated_at,
-                cache: Arc::clone(&entry.cache),
+            let state = if entry.state == VersionState::Destroyed {
+                VersionState::Destroyed
+            } else {
+                VersionState::Retired
             };
+            let retired = entry.with(state, entry.activated_at, Arc::clone(&entry.cache));
             tracing::info!(version = %entry.name, "retired version");
             Ok((retired, ring.active, false))
         })
@@ -538,14 +672,9 @@ impl KeyStore {
             if index == ring.active {
                 return Err(KeystoreError::ActiveVersion(entry.name));
             }
-            entry.cache.fernet.store(None);
-            let destroyed = Entry {
-                name: entry.name,
-                material: None,
-                state: VersionState::Destroyed,
-                activated_at: entry.activated_at,
-                cache: Cache::new(),
-            };
+            // The old entry, with its material and cached key, is dropped
+            // (and zeroized) once no reader holds the old snapshot.
+            let destroyed = entry.with(VersionState::Destroyed, entry.activated_at, Cache::new());
             tracing::info!(version = %entry.name, "destroyed version");
             Ok((destroyed, ring.active, false))
         })
@@ -610,11 +739,11 @@ impl KeyStore {
                 active: i == ring.active,
                 state: e.state,
                 activated_at: e.activated_at,
-                iterations: match &e.material {
+                iterations: match e.material.as_deref() {
                     Some(KeyMaterial::Password { iterations, .. }) => Some(iterations.get()),
                     _ => None,
                 },
-                decryptions: e.cache.decryptions.get(),
+                decryptions: e.decryptions.get(),
             })
             .collect())
     }
@@ -625,12 +754,19 @@ impl KeyStore {
     /// # Errors
     ///
     /// After [`cleanup`](Self::cleanup).
-    pub fn for_each_material(&self, mut f: impl FnMut(&VersionInfo, &KeyMaterial)) -> Result<(), KeystoreError> {
+    pub fn for_each_material(
+        &self,
+        mut f: impl FnMut(&VersionInfo, &KeyMaterial),
+    ) -> Result<(), KeystoreError> {
         let infos = self.version_info()?;
         let ring = self.ring()?;
         let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
         for info in &infos {
-            if let Some(material) = ring.index.get(&info.version).and_then(|&i| ring.entries[i].material.as_ref()) {
+            if let Some(material) = ring
+                .index
+                .get(&info.version)
+                .and_then(|&i| ring.entries[i].material.as_deref())
+            {
                 f(info, material);
             }
         }
@@ -643,13 +779,18 @@ impl KeyStore {
         self.counters.snapshot()
     }
 
-    /// Drops every cached key (each is zeroized when its last user lets go);
-    /// they are derived again on demand.
+    /// Drops every cached key (each is zeroized when the last operation
+    /// using it finishes); they are derived again on demand.
     pub fn clear_cache(&self) {
-        if let Some(ring) = self.ring.load_full() {
-            for entry in &ring.entries {
-                entry.cache.fernet.store(None);
-            }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(current) = self.ring.load_full() {
+            let entries = current
+                .entries
+                .iter()
+                .map(|e| Arc::new(e.with(e.state, e.activated_at, Cache::new())))
+                .collect();
+            self.ring
+                .store(Some(Arc::new(Ring::new(entries, current.active))));
         }
     }
 
@@ -659,9 +800,6 @@ impl KeyStore {
     pub fn cleanup(&self) {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(ring) = self.ring.swap(None) {
-            for entry in &ring.entries {
-                entry.cache.fernet.store(None);
-            }
             tracing::info!(versions = ring.entries.len(), "cleaned up: keys erased");
         }
     }
@@ -670,17 +808,5 @@ impl KeyStore {
     #[must_use]
     pub fn is_cleaned_up(&self) -> bool {
         self.ring.load().is_none()
-    }
-}
-
-fn clone_material(material: &KeyMaterial) -> KeyMaterial {
-    match material {
-        KeyMaterial::Password { password, salt, salt_hash, iterations } => KeyMaterial::Password {
-            password: password.clone(),
-            salt: salt.clone(),
-            salt_hash: salt_hash.clone(),
-            iterations: *iterations,
-        },
-        KeyMaterial::Fernet(key) => KeyMaterial::Fernet(key.clone()),
     }
 }

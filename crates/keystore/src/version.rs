@@ -4,13 +4,14 @@ use std::fmt;
 
 use crate::error::KeystoreError;
 
-/// Longest version name accepted.
-const MAX_LEN: usize = 64;
+/// Longest version name accepted (inline storage keeps `Version` at 32
+/// bytes, cheap to copy on every operation).
+const MAX_LEN: usize = 31;
 
 /// A key version's name, lower-cased (`"V1"` and `"v1"` are the same
 /// version, as in the Python package).
 ///
-/// Names are 1 to 64 characters of ASCII letters, digits, `_`, `-` and `.`,
+/// Names are 1 to 31 characters of ASCII letters, digits, `_`, `-` and `.`,
 /// so they can appear in `.env` variable names. They are not secret.
 ///
 /// ```
@@ -42,16 +43,23 @@ impl Version {
     pub fn new(name: &str) -> Result<Self, KeystoreError> {
         let valid = !name.is_empty()
             && name.len() <= MAX_LEN
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if !valid {
-            return Err(KeystoreError::InvalidVersionName { name: printable(name) });
+            return Err(KeystoreError::InvalidVersionName {
+                name: printable(name),
+            });
         }
         let mut bytes = [0u8; MAX_LEN];
         for (dst, src) in bytes.iter_mut().zip(name.bytes()) {
             *dst = src.to_ascii_lowercase();
         }
         // At most 64, checked above.
-        Ok(Self { len: name.len() as u8, bytes })
+        Ok(Self {
+            len: name.len() as u8,
+            bytes,
+        })
     }
 
     /// Parses an active-version setting as the Python package does:
@@ -72,10 +80,14 @@ impl Version {
     }
 }
 
-/// A name shown in an error: at most 64 characters, control characters
+/// A name shown in an error: at most 31 characters, control characters
 /// escaped.
 fn printable(name: &str) -> String {
-    let mut shown: String = name.chars().take(MAX_LEN).flat_map(char::escape_debug).collect();
+    let mut shown: String = name
+        .chars()
+        .take(MAX_LEN)
+        .flat_map(char::escape_debug)
+        .collect();
     if name.chars().count() > MAX_LEN {
         shown.push('…');
     }
@@ -150,9 +162,12 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused_with_the_name() {
-        for bad in ["", "a b", "v=1", "v\n1", &"x".repeat(65)] {
+        for bad in ["", "a b", "v=1", "v\n1", &"x".repeat(32)] {
             let err = Version::new(bad).unwrap_err();
-            assert!(matches!(err, KeystoreError::InvalidVersionName { .. }), "{bad:?}");
+            assert!(
+                matches!(err, KeystoreError::InvalidVersionName { .. }),
+                "{bad:?}"
+            );
         }
         let msg = Version::new("a\nb").unwrap_err().to_string();
         assert!(msg.contains("a\\nb"), "{msg}");

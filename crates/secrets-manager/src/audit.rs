@@ -70,12 +70,22 @@ impl AuditEvent {
 impl fmt::Display for AuditEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Encryption { version, size } => write!(f, "encryption version={version} size={size}"),
-            Self::Decryption { version, was_hint } => write!(f, "decryption version={version} was_hint={was_hint}"),
+            Self::Encryption { version, size } => {
+                write!(f, "encryption version={version} size={size}")
+            }
+            Self::Decryption { version, was_hint } => {
+                write!(f, "decryption version={version} was_hint={was_hint}")
+            }
             Self::DecryptionFailed { hint: Some(h) } => write!(f, "decryption_failed hint={h}"),
             Self::DecryptionFailed { hint: None } => f.write_str("decryption_failed"),
-            Self::Rotation { new_version, previous_version } => {
-                write!(f, "rotation new_version={new_version} previous_version={previous_version}")
+            Self::Rotation {
+                new_version,
+                previous_version,
+            } => {
+                write!(
+                    f,
+                    "rotation new_version={new_version} previous_version={previous_version}"
+                )
             }
             Self::Cleanup => f.write_str("cleanup"),
         }
@@ -96,7 +106,10 @@ impl AuditHook {
     /// package, where an exception in the callback is only logged).
     pub(crate) fn emit(&self, event: &AuditEvent) {
         if catch_unwind(AssertUnwindSafe(|| (self.0)(event))).is_err() {
-            tracing::warn!(event = event.name(), "audit callback panicked; the operation itself succeeded");
+            tracing::warn!(
+                event = event.name(),
+                "audit callback panicked; the operation itself succeeded"
+            );
         }
     }
 }

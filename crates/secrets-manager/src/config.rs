@@ -5,12 +5,12 @@ use std::num::NonZeroU32;
 
 use secrecy::SecretString;
 
+use crate::Version;
 use crate::audit::{AuditEvent, AuditHook};
 use crate::error::{Error, Result};
 use crate::fernet::Key;
 use crate::kdf::{DEFAULT_ITERATIONS, Salt};
 use crate::keystore::{KeyMaterial, KeystoreError, VersionSpec};
-use crate::Version;
 
 /// A validated configuration for [`SecretsManager::new`](crate::SecretsManager::new).
 ///
@@ -26,7 +26,10 @@ pub struct SecretsConfig {
 impl fmt::Debug for SecretsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretsConfig")
-            .field("versions", &self.versions.iter().map(|v| v.name).collect::<Vec<_>>())
+            .field(
+                "versions",
+                &self.versions.iter().map(|v| v.name).collect::<Vec<_>>(),
+            )
             .field("active", &self.active)
             .field("kdf_iterations", &self.kdf_iterations)
             .field("verify_salt_integrity", &self.verify_salt_integrity)
@@ -56,7 +59,11 @@ impl SecretsConfig {
 }
 
 enum PendingSource {
-    Password { password: SecretString, salt: Salt, salt_hash: Option<String> },
+    Password {
+        password: SecretString,
+        salt: Salt,
+        salt_hash: Option<String>,
+    },
     Fernet(String),
 }
 
@@ -108,7 +115,14 @@ impl Default for SecretsConfigBuilder {
 impl fmt::Debug for SecretsConfigBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretsConfigBuilder")
-            .field("versions", &self.versions.iter().map(|v| v.name.as_str()).collect::<Vec<_>>())
+            .field(
+                "versions",
+                &self
+                    .versions
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .field("active", &self.active)
             .field("kdf_iterations", &self.kdf_iterations)
             .field("verify_salt_integrity", &self.verify_salt_integrity)
@@ -125,10 +139,19 @@ impl SecretsConfigBuilder {
     /// Python package does (hex, then URL-safe base64, then UTF-8): see
     /// [`Salt`].
     #[must_use]
-    pub fn key(mut self, version: &str, password: impl Into<SecretString>, salt: impl Into<Salt>) -> Self {
+    pub fn key(
+        mut self,
+        version: &str,
+        password: impl Into<SecretString>,
+        salt: impl Into<Salt>,
+    ) -> Self {
         self.versions.push(Pending {
             name: version.to_owned(),
-            source: PendingSource::Password { password: password.into(), salt: salt.into(), salt_hash: None },
+            source: PendingSource::Password {
+                password: password.into(),
+                salt: salt.into(),
+                salt_hash: None,
+            },
         });
         self
     }
@@ -199,7 +222,10 @@ impl SecretsConfigBuilder {
     /// Called for every [`AuditEvent`]. A panic in the callback is caught
     /// and logged; the operation still succeeds.
     #[must_use]
-    pub fn audit_callback(mut self, callback: impl Fn(&AuditEvent) + Send + Sync + 'static) -> Self {
+    pub fn audit_callback(
+        mut self,
+        callback: impl Fn(&AuditEvent) + Send + Sync + 'static,
+    ) -> Self {
         self.audit = Some(AuditHook::new(callback));
         self
     }
@@ -224,23 +250,42 @@ impl SecretsConfigBuilder {
                 return Err(KeystoreError::DuplicateVersion(name).into());
             }
             let material = match pending.source {
-                PendingSource::Password { password, salt, salt_hash } => {
-                    KeyMaterial::Password { password, salt, salt_hash, iterations }
-                }
+                PendingSource::Password {
+                    password,
+                    salt,
+                    salt_hash,
+                } => KeyMaterial::Password {
+                    password,
+                    salt,
+                    salt_hash,
+                    iterations,
+                },
                 PendingSource::Fernet(text) => {
-                    let key = Key::from_base64(zeroize::Zeroizing::new(text).as_bytes())
-                        .map_err(|source| Error::FernetKey { version: name, source })?;
+                    let key = Key::from_base64(zeroize::Zeroizing::new(text).as_bytes()).map_err(
+                        |source| Error::FernetKey {
+                            version: name,
+                            source,
+                        },
+                    )?;
                     KeyMaterial::Fernet(key)
                 }
             };
-            versions.push(VersionSpec { name, material, activated_at: None });
+            versions.push(VersionSpec {
+                name,
+                material,
+                activated_at: None,
+            });
         }
         let names: Vec<Version> = versions.iter().map(|v| v.name).collect();
         let available = || names.clone();
         for (name, when) in self.activated {
             let name = Version::new(&name)?;
             let Some(spec) = versions.iter_mut().find(|v| v.name == name) else {
-                return Err(Error::UnknownVersion { setting: "activated_at", version: name, available: available() });
+                return Err(Error::UnknownVersion {
+                    setting: "activated_at",
+                    version: name,
+                    available: available(),
+                });
             };
             spec.activated_at = Some(when);
         }
@@ -248,12 +293,20 @@ impl SecretsConfigBuilder {
             Some(text) => {
                 let active = Version::from_setting(&text)?;
                 if !versions.iter().any(|v| v.name == active) {
-                    return Err(KeystoreError::UnknownActiveVersion { active, available: available() }.into());
+                    return Err(KeystoreError::UnknownActiveVersion {
+                        active,
+                        available: available(),
+                    }
+                    .into());
                 }
                 active
             }
             None if versions.len() == 1 => versions[0].name,
-            None => return Err(Error::NoActiveVersion { available: available() }),
+            None => {
+                return Err(Error::NoActiveVersion {
+                    available: available(),
+                });
+            }
         };
         Ok(SecretsConfig {
             versions,

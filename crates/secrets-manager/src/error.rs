@@ -47,7 +47,11 @@ fn list(versions: &[Version]) -> String {
     if versions.is_empty() {
         return "none".to_owned();
     }
-    versions.iter().map(Version::as_str).collect::<Vec<_>>().join(", ")
+    versions
+        .iter()
+        .map(Version::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `Result` with this crate's [`Error`].

@@ -70,9 +70,16 @@ impl SecretsManager {
     ///
     /// A salt that fails its integrity check (naming the version).
     pub fn new(config: SecretsConfig) -> Result<Self> {
-        let options = Options { verify_salt_integrity: config.verify_salt_integrity };
+        let options = Options {
+            verify_salt_integrity: config.verify_salt_integrity,
+        };
         let store = KeyStore::new(config.versions, config.active, options)?;
-        Ok(Self { store, iterations: config.kdf_iterations, audit: config.audit, last_active: Mutex::new(config.active) })
+        Ok(Self {
+            store,
+            iterations: config.kdf_iterations,
+            audit: config.audit,
+            last_active: Mutex::new(config.active),
+        })
     }
 
     fn emit(&self, event: impl FnOnce() -> AuditEvent) {
@@ -89,7 +96,10 @@ impl SecretsManager {
     /// derived.
     pub fn encrypt(&self, plaintext: &[u8]) -> Result<(Version, String)> {
         let (version, token) = self.store.encrypt(plaintext)?;
-        self.emit(|| AuditEvent::Encryption { version, size: plaintext.len() });
+        self.emit(|| AuditEvent::Encryption {
+            version,
+            size: plaintext.len(),
+        });
         Ok((version, token))
     }
 
@@ -100,7 +110,10 @@ impl SecretsManager {
     /// As [`encrypt`](Self::encrypt).
     pub fn encrypt_at_time(&self, plaintext: &[u8], unix_secs: u64) -> Result<(Version, String)> {
         let (version, token) = self.store.encrypt_at_time(plaintext, unix_secs)?;
-        self.emit(|| AuditEvent::Encryption { version, size: plaintext.len() });
+        self.emit(|| AuditEvent::Encryption {
+            version,
+            size: plaintext.len(),
+        });
         Ok((version, token))
     }
 
@@ -121,7 +134,11 @@ impl SecretsManager {
     /// # Errors
     ///
     /// As [`decrypt`](Self::decrypt).
-    pub fn decrypt_with_hint(&self, token: impl AsRef<[u8]>, hint: &str) -> Result<(Version, Zeroizing<Vec<u8>>)> {
+    pub fn decrypt_with_hint(
+        &self,
+        token: impl AsRef<[u8]>,
+        hint: &str,
+    ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
         self.decrypt_inner(token.as_ref(), Some(hint), None)
     }
 
@@ -131,7 +148,11 @@ impl SecretsManager {
     /// # Errors
     ///
     /// As [`decrypt`](Self::decrypt), and a token outside its time-to-live.
-    pub fn decrypt_with_ttl(&self, token: impl AsRef<[u8]>, ttl: Duration) -> Result<(Version, Zeroizing<Vec<u8>>)> {
+    pub fn decrypt_with_ttl(
+        &self,
+        token: impl AsRef<[u8]>,
+        ttl: Duration,
+    ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
         self.decrypt_inner(token.as_ref(), None, Some(ttl))
     }
 
@@ -141,7 +162,11 @@ impl SecretsManager {
         hint: Option<&str>,
         ttl: Option<Duration>,
     ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
-        let now = if ttl.is_some() { fernet::unix_time() } else { 0 };
+        let now = if ttl.is_some() {
+            fernet::unix_time()
+        } else {
+            0
+        };
         match self.store.decrypt(token, hint, ttl, now) {
             Ok((version, plaintext)) => {
                 self.emit(|| AuditEvent::Decryption {
@@ -151,7 +176,9 @@ impl SecretsManager {
                 Ok((version, plaintext))
             }
             Err(e) => {
-                self.emit(|| AuditEvent::DecryptionFailed { hint: hint.and_then(|h| Version::from_setting(h).ok()) });
+                self.emit(|| AuditEvent::DecryptionFailed {
+                    hint: hint.and_then(|h| Version::from_setting(h).ok()),
+                });
                 Err(e.into())
             }
         }
@@ -170,18 +197,29 @@ impl SecretsManager {
     /// Starts a rotation to a new version derived from `password`. Finish it
     /// with [`Rotation::apply`]; set a salt with [`Rotation::salt`] (by
     /// default a fresh random 16-byte salt).
-    #[must_use]
-    pub fn rotate_to_new_version(&self, version: &str, password: impl Into<SecretString>) -> Rotation<'_> {
-        Rotation { manager: self, version: version.to_owned(), password: password.into(), salt: None }
+    pub fn rotate_to_new_version(
+        &self,
+        version: &str,
+        password: impl Into<SecretString>,
+    ) -> Rotation<'_> {
+        Rotation {
+            manager: self,
+            version: version.to_owned(),
+            password: password.into(),
+            salt: None,
+        }
     }
 
     /// The active version (after [`cleanup`](Self::cleanup), the one that
     /// was active then).
     #[must_use]
     pub fn active_version(&self) -> Version {
-        self.store
-            .active_version()
-            .unwrap_or_else(|_| *self.last_active.lock().unwrap_or_else(PoisonError::into_inner))
+        self.store.active_version().unwrap_or_else(|_| {
+            *self
+                .last_active
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        })
     }
 
     /// The versions, in the order added (empty after cleanup).
@@ -235,23 +273,39 @@ impl SecretsManager {
     /// manager zeroizes everything too.
     pub fn cleanup(&self) {
         if let Ok(active) = self.store.active_version() {
-            *self.last_active.lock().unwrap_or_else(PoisonError::into_inner) = active;
+            *self
+                .last_active
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = active;
         }
         self.store.cleanup();
         self.emit(|| AuditEvent::Cleanup);
     }
 
-    pub(crate) fn rotate(&self, version: &str, password: SecretString, salt: Option<Salt>) -> Result<Version> {
+    pub(crate) fn rotate(
+        &self,
+        version: &str,
+        password: SecretString,
+        salt: Option<Salt>,
+    ) -> Result<Version> {
         let name = Version::new(version)?;
         let previous = self.store.active_version()?;
         let salt = salt.unwrap_or_else(Salt::generate);
         let spec = VersionSpec {
             name,
-            material: KeyMaterial::Password { password, salt, salt_hash: None, iterations: self.iterations },
+            material: KeyMaterial::Password {
+                password,
+                salt,
+                salt_hash: None,
+                iterations: self.iterations,
+            },
             activated_at: Some(fernet::unix_time()),
         };
         self.store.add_version(spec, true)?;
-        self.emit(|| AuditEvent::Rotation { new_version: name, previous_version: previous });
+        self.emit(|| AuditEvent::Rotation {
+            new_version: name,
+            previous_version: previous,
+        });
         Ok(name)
     }
 }
@@ -268,7 +322,10 @@ pub struct Rotation<'m> {
 
 impl fmt::Debug for Rotation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rotation").field("version", &self.version).field("salt_set", &self.salt.is_some()).finish()
+        f.debug_struct("Rotation")
+            .field("version", &self.version)
+            .field("salt_set", &self.salt.is_some())
+            .finish()
     }
 }
 

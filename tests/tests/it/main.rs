@@ -6,3 +6,8 @@
 mod fernet_interop;
 mod fernet_properties;
 mod fernet_vectors;
+mod hygiene;
+mod kdf_interop;
+mod manager;
+
+pub(crate) use manager::capture_logs as manager_logs;
