@@ -262,6 +262,7 @@ impl UnverifiedToken {
     ///
     /// [`InvalidToken`] unless the token is canonical padded URL-safe base64
     /// of a version-0x80 token with a whole number of cipher blocks.
+    #[inline]
     pub fn parse(token: impl AsRef<[u8]>) -> Result<Self, InvalidToken> {
         let token = token.as_ref();
         // Cheap structural checks first: every valid token is a multiple of
@@ -284,6 +285,7 @@ impl UnverifiedToken {
     /// The timestamp the token claims (Unix seconds). Not authenticated
     /// until [`verify`](Self::verify) succeeds: use it only to order work.
     #[must_use]
+    #[inline]
     pub fn timestamp(&self) -> u64 {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&self.raw[1..9]);
@@ -298,6 +300,7 @@ impl UnverifiedToken {
     /// # Errors
     ///
     /// [`InvalidToken`] when the timestamp is out of range.
+    #[inline]
     pub fn check_ttl(&self, ttl: Option<Duration>, now: u64) -> Result<(), InvalidToken> {
         let Some(ttl) = ttl else { return Ok(()) };
         let ts = self.timestamp();
@@ -315,6 +318,7 @@ impl UnverifiedToken {
     /// # Errors
     ///
     /// The token itself, unchanged, when the tag does not verify.
+    #[inline]
     pub fn verify(self, fernet: &Fernet) -> Result<VerifiedToken<'_>, Self> {
         if fernet.tag_matches(&self.raw) {
             Ok(VerifiedToken {
@@ -344,6 +348,7 @@ impl fmt::Debug for VerifiedToken<'_> {
 impl VerifiedToken<'_> {
     /// The authenticated timestamp (Unix seconds).
     #[must_use]
+    #[inline]
     pub fn timestamp(&self) -> u64 {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&self.raw[1..9]);
@@ -359,6 +364,7 @@ impl VerifiedToken<'_> {
     /// next key can be tried, as Python's `MultiFernet` does. (A bad padding
     /// under a valid HMAC takes a key holder: a malicious one, or two keys
     /// that share a signing half.)
+    #[inline]
     pub fn decrypt(self) -> Result<Zeroizing<Vec<u8>>, UnverifiedToken> {
         let mut raw = self.raw;
         let end = raw.len() - TAG_LEN;

@@ -213,6 +213,24 @@ mod tests {
         }
     }
 
+        proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        #[test]
+        fn matches_the_pbkdf2_crate_for_any_input(
+            password in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..150),
+            salt in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..150),
+            iterations in 1u32..40,
+            len in 1usize..100,
+        ) {
+            let mut ours = vec![0u8; len];
+            pbkdf2_hmac_sha256(&password, &salt, n(iterations), &mut ours);
+            let mut theirs = vec![0u8; len];
+            ::pbkdf2::pbkdf2_hmac::<Sha256>(&password, &salt, iterations, &mut theirs);
+            proptest::prop_assert_eq!(ours, theirs);
+        }
+    }
+
     #[test]
     fn derive_key_is_the_first_32_bytes() {
         let salt = Salt::from_bytes(b"salt".to_vec());

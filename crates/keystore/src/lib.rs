@@ -24,7 +24,9 @@ mod version;
 
 pub use crate::error::KeystoreError;
 pub use crate::stats::Statistics;
-pub use crate::store::{KeyMaterial, KeyStore, Options, VersionInfo, VersionSpec, VersionState};
+pub use crate::store::{
+    KeyMaterial, KeyStore, Options, RotatedToken, VersionInfo, VersionSpec, VersionState,
+};
 pub use crate::version::Version;
 /// Re-exported: passwords are [`secrecy::SecretString`]s.
 pub use secrecy;

@@ -266,6 +266,20 @@ impl fmt::Debug for KeyStore {
     }
 }
 
+/// A token re-encrypted by [`KeyStore::rotate_token`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RotatedToken {
+    /// The version that decrypted the original.
+    pub from: Version,
+    /// The version that encrypted the new token (the active one).
+    pub to: Version,
+    /// The new token.
+    pub token: String,
+    /// Length of the message inside, in bytes.
+    pub plaintext_len: usize,
+}
+
 /// A decrypted token: the version that opened it, its timestamp and the
 /// message.
 type Opened = (Version, u64, Zeroizing<Vec<u8>>);
@@ -466,9 +480,10 @@ impl KeyStore {
     ///
     /// As [`decrypt`](Self::decrypt) (no TTL is applied), or
     /// [`encrypt`](Self::encrypt).
-    pub fn rotate_token(&self, token: &[u8]) -> Result<(Version, String), KeystoreError> {
-        let (_, timestamp, msg) = self.open_counted(token, None, None, 0)?;
-        self.encrypt_at_time(&msg, timestamp)
+    pub fn rotate_token(&self, token: &[u8]) -> Result<RotatedToken, KeystoreError> {
+        let (from, timestamp, msg) = self.open_counted(token, None, None, 0)?;
+        let (to, token) = self.encrypt_at_time(&msg, timestamp)?;
+        Ok(RotatedToken { from, to, token, plaintext_len: msg.len() })
     }
 
     /// `open`, counted: a decryption (with its one implied key lookup) or a

@@ -190,8 +190,18 @@ impl SecretsManager {
     /// # Errors
     ///
     /// As [`decrypt`](Self::decrypt) and [`encrypt`](Self::encrypt).
-    pub fn rotate_token(&self, token: impl AsRef<[u8]>) -> Result<(Version, String)> {
-        Ok(self.store.rotate_token(token.as_ref())?)
+        pub fn rotate_token(&self, token: impl AsRef<[u8]>) -> Result<(Version, String)> {
+                match self.store.rotate_token(token.as_ref()) {
+            Ok(rotated) => {
+                self.emit(|| AuditEvent::Decryption { version: rotated.from, was_hint: false });
+                self.emit(|| AuditEvent::Encryption { version: rotated.to, size: rotated.plaintext_len });
+                Ok((rotated.to, rotated.token))
+            }
+            Err(e) => {
+                self.emit(|| AuditEvent::DecryptionFailed { hint: None });
+                Err(e.into())
+            }
+        }
     }
 
     /// Starts a rotation to a new version derived from `password`. Finish it
