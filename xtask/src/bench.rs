@@ -9,7 +9,12 @@ use anyhow::{Context, Result};
 
 /// (group, baseline, target ratio ours/baseline must not exceed, label)
 const TARGETS: &[(&str, &str, f64, &str)] = &[
-    ("pbkdf2-100k", "pbkdf2-crate", 1.0, "PBKDF2 no slower than the RustCrypto pbkdf2 crate"),
+    (
+        "pbkdf2-100k",
+        "pbkdf2-crate",
+        1.0,
+        "PBKDF2 no slower than the RustCrypto pbkdf2 crate",
+    ),
     (
         "encrypt/32B",
         "fernet-crate",
@@ -37,7 +42,10 @@ const TARGETS: &[(&str, &str, f64, &str)] = &[
 ];
 
 pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
-    for (package, bench) in [("secrets-manager-fernet", "codec"), ("secrets-manager-kdf", "pbkdf2")] {
+    for (package, bench) in [
+        ("secrets-manager-fernet", "codec"),
+        ("secrets-manager-kdf", "pbkdf2"),
+    ] {
         let mut cmd = super::cargo();
         cmd.args(["bench", "-p", package, "--bench", bench, "--"]);
         if quick {
@@ -118,9 +126,10 @@ fn report(criterion: &Path) -> Result<()> {
         }
     }
 
-    if let (Some(ours), Some(peer)) =
-        (median(criterion, "pbkdf2-100k", "ours"), median(criterion, "pbkdf2-100k", "pbkdf2-crate"))
-    {
+    if let (Some(ours), Some(peer)) = (
+        median(criterion, "pbkdf2-100k", "ours"),
+        median(criterion, "pbkdf2-100k", "pbkdf2-crate"),
+    ) {
         println!(
             "\nPBKDF2-HMAC-SHA256, 100 000 iterations: ours {}, pbkdf2 crate {} ({:.2}x faster)",
             fmt_ns(ours),

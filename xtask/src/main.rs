@@ -44,7 +44,13 @@ commands:
 ";
 
 /// Fuzz targets, one per parser or API surface that takes untrusted input.
-const FUZZ_TARGETS: &[&str] = &["fernet_decrypt", "fernet_roundtrip", "fernet_key", "salt_text", "manager_decrypt"];
+const FUZZ_TARGETS: &[&str] = &[
+    "fernet_decrypt",
+    "fernet_roundtrip",
+    "fernet_key",
+    "salt_text",
+    "manager_decrypt",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use base64::Engine as _;
 use secrets_manager_fernet::{Fernet, Key, UnverifiedToken};
 
 const PER_PROCESS: usize = 200;
@@ -16,25 +17,10 @@ const PER_PROCESS: usize = 200;
 /// The IV of a token: bytes 9..25 of the decoded token.
 fn iv_of(token: &str) -> [u8; 16] {
     assert!(UnverifiedToken::parse(token).is_ok());
-    decode(token)[9..25].try_into().unwrap()
-}
-
-fn decode(token: &str) -> Vec<u8> {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let vals: Vec<u32> = token
-        .bytes()
-        .filter(|&c| c != b'=')
-        .map(|c| A.iter().position(|&a| a == c).unwrap() as u32)
-        .collect();
-    let mut out = Vec::new();
-    for chunk in vals.chunks(4) {
-        let mut n = 0u32;
-        for (i, v) in chunk.iter().enumerate() {
-            n |= v << (18 - 6 * i);
-        }
-        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8][..chunk.len() - 1]);
-    }
-    out
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .unwrap();
+    raw[9..25].try_into().unwrap()
 }
 
 fn ivs(f: &Fernet, n: usize) -> Vec<[u8; 16]> {

@@ -213,7 +213,7 @@ mod tests {
         }
     }
 
-        proptest::proptest! {
+    proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
 
         #[test]

@@ -1,18 +1,34 @@
 //! Errors of the key store. Messages name versions, never keys, passwords
 //! or salts.
 
+use std::fmt;
+
 use crate::version::Version;
 
-/// Joins version names for a message: `v1, v2, v3`.
-pub(crate) fn list(versions: &[Version]) -> String {
-    if versions.is_empty() {
-        return "none".to_owned();
+/// Version names for a message: `v1, v2, v3`, or `none`.
+///
+/// ```
+/// use secrets_manager_keystore::{Version, VersionList};
+///
+/// let versions = [Version::new("v1")?, Version::new("v2")?];
+/// assert_eq!(VersionList(&versions).to_string(), "v1, v2");
+/// assert_eq!(VersionList(&[]).to_string(), "none");
+/// # Ok::<(), secrets_manager_keystore::KeystoreError>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct VersionList<'a>(pub &'a [Version]);
+
+impl fmt::Display for VersionList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((first, rest)) = self.0.split_first() else {
+            return f.write_str("none");
+        };
+        f.write_str(first.as_str())?;
+        for v in rest {
+            write!(f, ", {v}")?;
+        }
+        Ok(())
     }
-    versions
-        .iter()
-        .map(Version::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Something the key store refused or could not do.
@@ -29,7 +45,7 @@ pub enum KeystoreError {
     #[error("no key versions configured")]
     NoVersions,
     /// The active version is not among the versions.
-    #[error("active version {active} is not configured (available: {})", list(.available))]
+    #[error("active version {active} is not configured (available: {})", VersionList(.available))]
     UnknownActiveVersion {
         /// The requested active version.
         active: Version,
@@ -37,7 +53,7 @@ pub enum KeystoreError {
         available: Vec<Version>,
     },
     /// A version was named that does not exist.
-    #[error("unknown version {version} (available: {})", list(.available))]
+    #[error("unknown version {version} (available: {})", VersionList(.available))]
     UnknownVersion {
         /// The requested version.
         version: Version,
@@ -61,7 +77,7 @@ pub enum KeystoreError {
         source: secrets_manager_kdf::KdfError,
     },
     /// No usable version could decrypt the token.
-    #[error("decryption failed with every version (tried: {})", list(.tried))]
+    #[error("decryption failed with every version (tried: {})", VersionList(.tried))]
     DecryptionFailed {
         /// Versions tried, in order.
         tried: Vec<Version>,

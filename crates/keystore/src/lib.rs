@@ -22,7 +22,7 @@ mod stats;
 mod store;
 mod version;
 
-pub use crate::error::KeystoreError;
+pub use crate::error::{KeystoreError, VersionList};
 pub use crate::stats::Statistics;
 pub use crate::store::{
     KeyMaterial, KeyStore, Options, RotatedToken, VersionInfo, VersionSpec, VersionState,

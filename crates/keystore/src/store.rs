@@ -483,7 +483,12 @@ impl KeyStore {
     pub fn rotate_token(&self, token: &[u8]) -> Result<RotatedToken, KeystoreError> {
         let (from, timestamp, msg) = self.open_counted(token, None, None, 0)?;
         let (to, token) = self.encrypt_at_time(&msg, timestamp)?;
-        Ok(RotatedToken { from, to, token, plaintext_len: msg.len() })
+        Ok(RotatedToken {
+            from,
+            to,
+            token,
+            plaintext_len: msg.len(),
+        })
     }
 
     /// `open`, counted: a decryption (with its one implied key lookup) or a

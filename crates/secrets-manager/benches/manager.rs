@@ -160,7 +160,9 @@ fn overhead() -> bool {
     let fe = median_ns(51, 5000, || drop(black_box(m.encrypt(MSG).unwrap())));
     let cd = median_ns(51, 5000, || drop(black_box(bare.decrypt(&t).unwrap())));
     let fd = median_ns(51, 5000, || drop(black_box(m.decrypt(&t).unwrap())));
-    println!("  encrypt: codec {ce:.0} ns, facade {fe:.0} ns; decrypt: codec {cd:.0} ns, facade {fd:.0} ns");
+    println!(
+        "  encrypt: codec {ce:.0} ns, facade {fe:.0} ns; decrypt: codec {cd:.0} ns, facade {fd:.0} ns"
+    );
     report("facade vs bare codec", facade / codec, 1.10, true)
 }
 

@@ -1,5 +1,6 @@
 //! The facade's error type.
 
+use crate::keystore::VersionList;
 use crate::{Version, fernet, kdf, keystore};
 
 /// Anything the secrets manager can fail at. Messages name versions and
@@ -26,13 +27,13 @@ pub enum Error {
     #[error("kdf_iterations must be at least 1")]
     ZeroIterations,
     /// Several versions and none chosen to be active.
-    #[error("no active version set, and {} versions are configured: choose one with active_version (available: {})", .available.len(), list(.available))]
+    #[error("no active version set, and {} versions are configured: choose one with active_version (available: {})", .available.len(), VersionList(.available))]
     NoActiveVersion {
         /// The configured versions.
         available: Vec<Version>,
     },
     /// A setting named a version that is not configured.
-    #[error("{setting} names version {version}, which is not configured (available: {})", list(.available))]
+    #[error("{setting} names version {version}, which is not configured (available: {})", VersionList(.available))]
     UnknownVersion {
         /// Which setting.
         setting: &'static str,
@@ -41,17 +42,6 @@ pub enum Error {
         /// The configured versions.
         available: Vec<Version>,
     },
-}
-
-fn list(versions: &[Version]) -> String {
-    if versions.is_empty() {
-        return "none".to_owned();
-    }
-    versions
-        .iter()
-        .map(Version::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// `Result` with this crate's [`Error`].

@@ -190,11 +190,17 @@ impl SecretsManager {
     /// # Errors
     ///
     /// As [`decrypt`](Self::decrypt) and [`encrypt`](Self::encrypt).
-        pub fn rotate_token(&self, token: impl AsRef<[u8]>) -> Result<(Version, String)> {
-                match self.store.rotate_token(token.as_ref()) {
+    pub fn rotate_token(&self, token: impl AsRef<[u8]>) -> Result<(Version, String)> {
+        match self.store.rotate_token(token.as_ref()) {
             Ok(rotated) => {
-                self.emit(|| AuditEvent::Decryption { version: rotated.from, was_hint: false });
-                self.emit(|| AuditEvent::Encryption { version: rotated.to, size: rotated.plaintext_len });
+                self.emit(|| AuditEvent::Decryption {
+                    version: rotated.from,
+                    was_hint: false,
+                });
+                self.emit(|| AuditEvent::Encryption {
+                    version: rotated.to,
+                    size: rotated.plaintext_len,
+                });
                 Ok((rotated.to, rotated.token))
             }
             Err(e) => {
