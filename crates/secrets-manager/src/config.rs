@@ -3,7 +3,7 @@
 use std::fmt;
 use std::num::NonZeroU32;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::Version;
 use crate::audit::{AuditEvent, AuditHook};
@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::fernet::Key;
 use crate::kdf::{DEFAULT_ITERATIONS, Salt};
 use crate::keystore::{KeyMaterial, KeystoreError, VersionSpec};
+use crate::persist::{self, Keyring, Prefixes, StoredKey};
 
 /// A validated configuration for [`SecretsManager::new`](crate::SecretsManager::new).
 ///
@@ -45,6 +46,26 @@ impl SecretsConfig {
         SecretsConfigBuilder::default()
     }
 
+    /// The keyring in a `.env` file, with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`SecretsConfigBuilder::env_file`] and
+    /// [`SecretsConfigBuilder::build`].
+    pub fn from_env_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::builder().env_file(path)?.build()
+    }
+
+    /// The keyring in the process environment, with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`SecretsConfigBuilder::environment`] and
+    /// [`SecretsConfigBuilder::build`].
+    pub fn from_environment() -> Result<Self> {
+        Self::builder().environment()?.build()
+    }
+
     /// The active version.
     #[must_use]
     pub fn active_version(&self) -> Version {
@@ -70,6 +91,8 @@ enum PendingSource {
 struct Pending {
     name: String,
     source: PendingSource,
+    /// Iterations recorded for this version (files may carry them).
+    iterations: Option<u32>,
 }
 
 /// Builds a [`SecretsConfig`]. Setters never fail; [`build`](Self::build)
@@ -152,6 +175,7 @@ impl SecretsConfigBuilder {
                 salt: salt.into(),
                 salt_hash: None,
             },
+            iterations: None,
         });
         self
     }
@@ -173,6 +197,7 @@ impl SecretsConfigBuilder {
                 salt: salt.into(),
                 salt_hash: Some(salt_hash_hex.to_owned()),
             },
+            iterations: None,
         });
         self
     }
@@ -184,6 +209,7 @@ impl SecretsConfigBuilder {
         self.versions.push(Pending {
             name: version.to_owned(),
             source: PendingSource::Fernet(base64url_fernet_key.to_owned()),
+            iterations: None,
         });
         self
     }
@@ -230,6 +256,88 @@ impl SecretsConfigBuilder {
         self
     }
 
+    /// Adds the versions of a `.env` keyring file written by this project or
+    /// by the Python package (its checksum is verified when present), with
+    /// their salt hashes, iteration counts and activation times; takes its
+    /// active version unless one was set.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or parsed, fails its checksum, or its keyring
+    /// is incomplete: each error names the file and line or variable.
+    pub fn env_file(self, path: impl AsRef<std::path::Path>) -> Result<Self> {
+        self.env_file_with_prefixes(path, &Prefixes::default())
+    }
+
+    /// As [`env_file`](Self::env_file), with other variable names.
+    ///
+    /// # Errors
+    ///
+    /// As [`env_file`](Self::env_file).
+    pub fn env_file_with_prefixes(
+        self,
+        path: impl AsRef<std::path::Path>,
+        prefixes: &Prefixes,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let keyring = persist::read_keyring(path, prefixes)?;
+        self.add_keyring(keyring, &persist::Source::File(path.to_owned()), prefixes)
+    }
+
+    /// Adds the versions found in the process environment (the same
+    /// variables as a `.env` file; there is no checksum there).
+    ///
+    /// # Errors
+    ///
+    /// Incomplete or malformed keyring variables, naming them.
+    pub fn environment(self) -> Result<Self> {
+        self.environment_with_prefixes(&Prefixes::default())
+    }
+
+    /// As [`environment`](Self::environment), with other variable names.
+    ///
+    /// # Errors
+    ///
+    /// As [`environment`](Self::environment).
+    pub fn environment_with_prefixes(self, prefixes: &Prefixes) -> Result<Self> {
+        let keyring = persist::read_environment(prefixes)?;
+        self.add_keyring(keyring, &persist::Source::Environment, prefixes)
+    }
+
+    fn add_keyring(
+        mut self,
+        keyring: Keyring,
+        source: &persist::Source,
+        prefixes: &Prefixes,
+    ) -> Result<Self> {
+        if self.active.is_none() {
+            self.active = keyring.active_or_only(source, prefixes)?.map(str::to_owned);
+        }
+        for v in keyring.versions {
+            if let Some(t) = v.activated_at {
+                self.activated.push((v.name.clone(), t));
+            }
+            let source = match v.key {
+                StoredKey::Password {
+                    password,
+                    salt,
+                    salt_hash,
+                } => PendingSource::Password {
+                    password,
+                    salt: Salt::from(salt),
+                    salt_hash,
+                },
+                StoredKey::Fernet(key) => PendingSource::Fernet(key.expose_secret().to_owned()),
+            };
+            self.versions.push(Pending {
+                name: v.name,
+                source,
+                iterations: v.iterations,
+            });
+        }
+        Ok(self)
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -254,12 +362,18 @@ impl SecretsConfigBuilder {
                     password,
                     salt,
                     salt_hash,
-                } => KeyMaterial::Password {
-                    password,
-                    salt,
-                    salt_hash,
-                    iterations,
-                },
+                } => {
+                    let iterations = match pending.iterations {
+                        Some(n) => NonZeroU32::new(n).ok_or(Error::ZeroIterations)?,
+                        None => iterations,
+                    };
+                    KeyMaterial::Password {
+                        password,
+                        salt,
+                        salt_hash,
+                        iterations,
+                    }
+                }
                 PendingSource::Fernet(text) => {
                     let key = Key::from_base64(zeroize::Zeroizing::new(text).as_bytes()).map_err(
                         |source| Error::FernetKey {

@@ -1,11 +1,13 @@
 //! The facade's error type.
 
 use crate::keystore::VersionList;
-use crate::{Version, fernet, kdf, keystore};
+use std::sync::Arc;
+
+use crate::{Version, fernet, kdf, keystore, persist};
 
 /// Anything the secrets manager can fail at. Messages name versions and
 /// settings, never passwords, keys, salts or plaintext.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// From the key store: unknown or duplicate versions, salt integrity,
@@ -23,6 +25,10 @@ pub enum Error {
         /// What is wrong with it.
         source: fernet::KeyError,
     },
+    /// Reading or writing a keyring file or the environment (names the file
+    /// and line, or the variable).
+    #[error(transparent)]
+    Persist(Arc<persist::PersistError>),
     /// `kdf_iterations(0)`.
     #[error("kdf_iterations must be at least 1")]
     ZeroIterations,
@@ -46,3 +52,9 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<persist::PersistError> for Error {
+    fn from(e: persist::PersistError) -> Self {
+        Self::Persist(Arc::new(e))
+    }
+}

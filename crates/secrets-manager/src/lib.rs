@@ -26,12 +26,14 @@
 //!
 //! The layers are re-exported as modules, for those who want one piece:
 //! [`fernet`] (the token codec), [`kdf`] (PBKDF2 and salts) and
-//! [`keystore`] (the versioned keyring).
+//! [`keystore`] (the versioned keyring), [`persist`] (`.env` keyring
+//! files).
 
 mod audit;
 mod config;
 mod error;
 mod manager;
+mod storage;
 
 pub use crate::audit::AuditEvent;
 pub use crate::config::{SecretsConfig, SecretsConfigBuilder};
@@ -53,6 +55,11 @@ pub mod kdf {
 /// The versioned keyring (`secrets-manager-keystore`).
 pub mod keystore {
     pub use secrets_manager_keystore::*;
+}
+
+/// `.env` keyring files and the environment (`secrets-manager-persist`).
+pub mod persist {
+    pub use secrets_manager_persist::*;
 }
 
 /// Re-exported: passwords are [`secrecy::SecretString`]s.

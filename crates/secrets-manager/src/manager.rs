@@ -82,6 +82,10 @@ impl SecretsManager {
         })
     }
 
+    pub(crate) fn store(&self) -> &KeyStore {
+        &self.store
+    }
+
     fn emit(&self, event: impl FnOnce() -> AuditEvent) {
         if let Some(hook) = &self.audit {
             hook.emit(&event());
@@ -223,6 +227,7 @@ impl SecretsManager {
             version: version.to_owned(),
             password: password.into(),
             salt: None,
+            persist: None,
         }
     }
 
@@ -334,6 +339,7 @@ pub struct Rotation<'m> {
     version: String,
     password: SecretString,
     salt: Option<Salt>,
+    persist: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Rotation<'_> {
@@ -353,13 +359,29 @@ impl Rotation<'_> {
         self
     }
 
+    /// Also writes the keyring to this `.env` file once the rotation is
+    /// applied, merging with what the file holds (see
+    /// [`SecretsManager::persist_to_file`]).
+    pub fn persist_to_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.persist = Some(path.as_ref().to_owned());
+        self
+    }
+
     /// Adds the version and makes it active. Existing versions stay and
-    /// keep decrypting; their cached keys are kept.
+    /// keep decrypting; their cached keys are kept. With
+    /// [`persist_to_file`](Self::persist_to_file), the file is then updated.
     ///
     /// # Errors
     ///
-    /// An invalid or existing version name; after cleanup.
+    /// An invalid or existing version name; after cleanup; writing the file.
+    /// If only the write fails, the rotation has happened in memory.
     pub fn apply(self) -> Result<Version> {
-        self.manager.rotate(&self.version, self.password, self.salt)
+        let version = self
+            .manager
+            .rotate(&self.version, self.password, self.salt)?;
+        if let Some(path) = self.persist {
+            self.manager.persist_to_file(path)?;
+        }
+        Ok(version)
     }
 }

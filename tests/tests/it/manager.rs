@@ -259,9 +259,9 @@ fn salt_integrity_is_checked_when_on_and_counted() {
         .key_with_salt_hash("V1", "p", "random-salt-value", &bad)
         .kdf_iterations(ITER);
     let err = SecretsManager::new(wrong.build().unwrap()).unwrap_err();
-    assert_eq!(
-        err,
-        Error::Keystore(KeystoreError::SaltIntegrity("v1".parse().unwrap()))
+    assert!(
+        matches!(&err, Error::Keystore(KeystoreError::SaltIntegrity(v)) if *v == "v1"),
+        "{err:?}"
     );
     assert!(err.to_string().contains("version v1"), "{err}");
 
@@ -348,7 +348,7 @@ fn invalid_configurations_name_the_versions() {
         .kdf_iterations(0)
         .build()
         .unwrap_err();
-    assert_eq!(err, Error::ZeroIterations);
+    assert!(matches!(err, Error::ZeroIterations), "{err:?}");
 
     let err = SecretsConfig::builder()
         .fernet_key("k1", "not-a-key")
@@ -484,9 +484,9 @@ fn retired_and_destroyed_versions_fail_with_errors_naming_them() {
     assert!(err.to_string().contains("v2 is active"), "{err}");
     m.retire_version("v1").unwrap();
     let err = m.decrypt_with_hint(&t1, "v1").unwrap_err();
-    assert_eq!(
-        err,
-        Error::Keystore(KeystoreError::VersionRetired("v1".parse().unwrap()))
+    assert!(
+        matches!(&err, Error::Keystore(KeystoreError::VersionRetired(v)) if *v == "v1"),
+        "{err:?}"
     );
     m.destroy_version("v1").unwrap();
     let err = m.decrypt_with_hint(&t1b, "v1").unwrap_err();
