@@ -92,10 +92,22 @@ pub struct VersionInfo {
     pub state: VersionState,
     /// When it became active, if known.
     pub activated_at: Option<u64>,
+        /// Where its key comes from (`None` once destroyed).
+    pub kind: Option<KeyKind>,
     /// PBKDF2 iterations, for password-derived versions.
     pub iterations: Option<u32>,
     /// Tokens it decrypted.
     pub decryptions: u64,
+}
+
+/// Where a version's key comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// Derived from a password and salt.
+    Password,
+    /// A raw Fernet key.
+    Fernet,
 }
 
 /// Options of a store.
@@ -759,6 +771,10 @@ impl KeyStore {
                 active: i == ring.active,
                 state: e.state,
                 activated_at: e.activated_at,
+                                kind: e.material.as_deref().map(|m| match m {
+                    KeyMaterial::Password { .. } => KeyKind::Password,
+                    KeyMaterial::Fernet(_) => KeyKind::Fernet,
+                }),
                 iterations: match e.material.as_deref() {
                     Some(KeyMaterial::Password { iterations, .. }) => Some(iterations.get()),
                     _ => None,

@@ -1,0 +1,319 @@
+//! `secrets-manager`: keep a keyring in a `.env` file, encrypt and decrypt
+//! with it, rotate its keys.
+//!
+//! Exit status: 0 on success, 1 when the operation failed (bad token, bad
+//! file), 2 for usage errors. A failure prints one `error: ...` line on
+//! stderr and nothing on stdout.
+
+use std::io::{BufRead as _, BufReader, Read as _, Seek as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use secrets_manager::fernet::{Key, unix_time};
+use secrets_manager::keystore::{KeyKind, VersionState};
+use secrets_manager::persist::{self, Prefixes, StoredKey};
+use secrets_manager::{Salt, SecretsConfig, SecretsManager};
+
+/// Keep application secrets encrypted; rotate keys without downtime.
+///
+/// Keys live in a `.env` keyring file that the Python SecretsManager also
+/// reads and writes. Tokens are Fernet tokens.
+#[derive(Debug, Parser)]
+#[command(name = "secrets-manager", version, about, long_about = None)]
+struct Cli {
+    /// The keyring file.
+    #[arg(long, global = true, env = "SECRETS_MANAGER_ENV_FILE", default_value = ".env.secrets", value_name = "PATH")]
+    env_file: PathBuf,
+    /// Read the keyring from the process environment instead of a file.
+    #[arg(long, global = true)]
+    from_env: bool,
+    /// PBKDF2 iterations for versions that do not record their own.
+    #[arg(long, global = true, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    iterations: u32,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the keyring file with one version: a random password and salt.
+    ///
+    /// The file gets mode 0600. A file that already holds keys is refused.
+    Init {
+        /// The version's name.
+        #[arg(long = "version", default_value = "v1", value_name = "V")]
+        version_name: String,
+    },
+    /// Encrypt stdin (any bytes) under the active version: one token and a
+    /// newline on stdout.
+    Encrypt,
+    /// Decrypt one token from stdin (surrounding whitespace ignored): the
+    /// exact plaintext bytes on stdout.
+    Decrypt {
+        /// Refuse tokens older than this many seconds.
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+        /// Try this version first.
+        #[arg(long, value_name = "V")]
+        hint: Option<String>,
+    },
+    /// Add a version, make it active and write the file (existing versions
+    /// are kept).
+    Rotate {
+        /// The new version's name.
+        #[arg(long, value_name = "V")]
+        new_version: String,
+        /// Read the password from the first line of stdin (default: random).
+        #[arg(long)]
+        password_stdin: bool,
+        /// The salt, as the Python package reads strings: hex, URL-safe
+        /// base64, or text (default: 16 random bytes).
+        #[arg(long, value_name = "S")]
+        salt: Option<String>,
+    },
+    /// Re-encrypt tokens (one per line on stdin) under the active version,
+    /// keeping their timestamps: the same number of lines on stdout.
+    Rewrap,
+    /// Show the versions, the active one, iterations and activation times.
+    /// Never a secret.
+    Status,
+    /// Check the file's checksum and every salt hash.
+    Verify,
+    /// Print a random Fernet key.
+    Keygen,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = Vec::new();
+    match run(&cli, &mut out) {
+        Ok(()) => {
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = stdout.write_all(&out).and_then(|()| stdout.flush()) {
+                eprintln!("error: cannot write to stdout: {e}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, skipping a cause the message
+/// before it already quotes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace(['\n', '\r'], " ")
+}
+
+/// Runs a command. Output goes to `out` (printed only on success), except
+/// `rewrap`, which streams through a spool file.
+fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
+    match &cli.command {
+        Command::Init { version_name } => init(cli, version_name, out),
+        Command::Encrypt => {
+            let manager = load(cli)?;
+            let plaintext = read_stdin()?;
+            let (_, token) = manager.encrypt(&plaintext)?;
+            out.extend_from_slice(token.as_bytes());
+            out.push(b'\n');
+            Ok(())
+        }
+        Command::Decrypt { ttl, hint } => {
+            let manager = load(cli)?;
+            let input = read_stdin()?;
+            let token = input.trim_ascii();
+            let (_, plaintext) = match (ttl, hint) {
+                (Some(secs), _) => manager.decrypt_with_ttl(token, Duration::from_secs(*secs))?,
+                (None, Some(h)) => manager.decrypt_with_hint(token, h)?,
+                (None, None) => manager.decrypt(token)?,
+            };
+            out.extend_from_slice(&plaintext);
+            Ok(())
+        }
+        Command::Rotate { new_version, password_stdin, salt } => rotate(cli, new_version, *password_stdin, salt.as_deref(), out),
+        Command::Rewrap => rewrap(cli),
+        Command::Status => status(cli, out),
+        Command::Verify => verify(cli, out),
+        Command::Keygen => {
+            out.extend_from_slice(Key::generate().to_base64().as_bytes());
+            out.push(b'\n');
+            Ok(())
+        }
+    }
+}
+
+fn read_stdin() -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::stdin().read_to_end(&mut buf).context("cannot read stdin")?;
+    Ok(buf)
+}
+
+fn load(cli: &Cli) -> Result<SecretsManager> {
+    let builder = SecretsConfig::builder().kdf_iterations(cli.iterations);
+    let builder = if cli.from_env {
+        builder.environment()?
+    } else {
+        builder.env_file(&cli.env_file)?
+    };
+    Ok(SecretsManager::new(builder.build()?)?)
+}
+
+/// 32 random bytes as URL-safe base64: a generated password.
+fn random_password() -> String {
+    Key::generate().to_base64().to_string()
+}
+
+fn init(cli: &Cli, version: &str, out: &mut Vec<u8>) -> Result<()> {
+    if cli.from_env {
+        bail!("init writes a file; it cannot be used with --from-env");
+    }
+    let config = SecretsConfig::builder()
+        .key(version, random_password(), Salt::generate())
+        .activated_at(version, unix_time())
+        .kdf_iterations(cli.iterations)
+        .build()?;
+    let manager = SecretsManager::new(config)?;
+    // Refuse, under the file's lock, a file that already holds keys.
+    let path = &cli.env_file;
+    let refused = std::cell::Cell::new(false);
+    let check = persist::update_keyring(path, &Prefixes::default(), |keyring| {
+        if !keyring.versions.is_empty() {
+            refused.set(true);
+        }
+        Ok::<_, persist::PersistError>(keyring)
+    });
+    if refused.get() {
+        bail!("{} already holds keys; refusing to overwrite them (use rotate to add a version)", path.display());
+    }
+    check.with_context(|| format!("cannot initialise {}", path.display()))?;
+    manager.persist_to_file(path)?;
+    writeln!(out, "created {} with version {} (active)", path.display(), manager.active_version())?;
+    Ok(())
+}
+
+fn rotate(cli: &Cli, version: &str, password_stdin: bool, salt: Option<&str>, out: &mut Vec<u8>) -> Result<()> {
+    if cli.from_env {
+        bail!("rotate writes the keyring file; it cannot be used with --from-env");
+    }
+    let password = if password_stdin {
+        let mut line = String::new();
+        BufReader::new(std::io::stdin()).read_line(&mut line).context("cannot read the password from stdin")?;
+        let line = line.trim_end_matches(['\n', '\r']).to_owned();
+        if line.is_empty() {
+            bail!("--password-stdin: the first line of stdin is empty");
+        }
+        line
+    } else {
+        random_password()
+    };
+    let manager = load(cli)?;
+    let mut rotation = manager.rotate_to_new_version(version, password).persist_to_file(&cli.env_file);
+    if let Some(s) = salt {
+        rotation = rotation.salt(s);
+    }
+    let version = rotation.apply()?;
+    writeln!(out, "rotated to {version}; {} updated", cli.env_file.display())?;
+    Ok(())
+}
+
+/// Streams tokens through a spool file: constant memory, and stdout stays
+/// empty if any line fails.
+fn rewrap(cli: &Cli) -> Result<()> {
+    let manager = load(cli)?;
+    let mut spool = tempfile::tempfile().context("cannot create a temporary file")?;
+    {
+        let mut writer = std::io::BufWriter::new(&mut spool);
+        let stdin = std::io::stdin().lock();
+        for (n, line) in stdin.split(b'\n').enumerate() {
+            let line = line.context("cannot read stdin")?;
+            let token = line.trim_ascii();
+            let (_, fresh) = manager.rotate_token(token).with_context(|| format!("line {}", n + 1))?;
+            writer.write_all(fresh.as_bytes())?;
+            writer.write_all(b"\n")?;
+        }
+        writer.flush().context("cannot write the temporary file")?;
+    }
+    spool.rewind()?;
+    let mut stdout = std::io::stdout().lock();
+    std::io::copy(&mut spool, &mut stdout).context("cannot write to stdout")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+fn describe_time(t: Option<u64>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| t.to_string())
+}
+
+fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
+    let manager = load(cli)?;
+    let source = if cli.from_env { "the process environment".to_owned() } else { cli.env_file.display().to_string() };
+    writeln!(out, "keyring: {source}")?;
+    writeln!(out, "active: {}", manager.active_version())?;
+    writeln!(out, "{:<24} {:<7} {:<9} {:>10}  activated_at", "version", "active", "kind", "iterations")?;
+        for info in manager.version_info()? {
+        let state = match info.state {
+            VersionState::Usable => "",
+            VersionState::Retired => " (retired)",
+            VersionState::Destroyed => " (destroyed)",
+            _ => " (?)",
+        };
+        writeln!(
+            out,
+            "{:<24} {:<7} {:<9} {:>10}  {}{state}",
+            info.version.as_str(),
+            if info.active { "*" } else { "" },
+            match info.kind {
+                Some(KeyKind::Fernet) => "fernet",
+                Some(_) => "password",
+                None => "-",
+            },
+            info.iterations.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            describe_time(info.activated_at),
+        )?;
+    }
+    Ok(())
+}
+
+fn verify(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
+    if cli.from_env {
+        bail!("verify checks a file's checksum; it cannot be used with --from-env");
+    }
+    let path = &cli.env_file;
+    // Reading verifies the checksum (when present) and the file's syntax.
+    let keyring = persist::read_keyring(path, &Prefixes::default())?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let has_checksum = text.lines().any(|l| l.trim_start().starts_with(&Prefixes::default().checksum));
+    let mut hashes = 0;
+    for v in &keyring.versions {
+        if let StoredKey::Password { salt, salt_hash: Some(hash), .. } = &v.key {
+            if !Salt::from(salt.as_str()).matches_hash(hash) {
+                bail!("{}: salt integrity check failed for version {}", path.display(), v.name);
+            }
+            hashes += 1;
+        }
+    }
+    writeln!(
+        out,
+        "ok: {}; {} version(s), {hashes} salt hash(es) verified",
+        if has_checksum { "checksum verified" } else { "no checksum in file" },
+        keyring.versions.len(),
+    )?;
+    Ok(())
+}
