@@ -133,6 +133,21 @@ pub fn read_keyring(path: impl AsRef<Path>, prefixes: &Prefixes) -> Result<Keyri
     keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)
 }
 
+/// A `.env` file's variables exactly as python-dotenv's `dotenv_values`
+/// returns them (in file order, `${NAME}` expanded from earlier variables
+/// and the process environment, `None` for a bare `NAME`).
+///
+/// # Errors
+///
+/// The file cannot be read, is not UTF-8, has a line python-dotenv would
+/// skip, or defines a variable twice.
+pub fn dotenv_values(path: impl AsRef<Path>) -> Result<Vec<(String, Option<Zeroizing<String>>)>, PersistError> {
+    let path = path.as_ref();
+    let mut bytes = Zeroizing::new(Vec::new());
+    File::open(path).map_err(io(path, "cannot open"))?.read_to_end(&mut bytes).map_err(io(path, "cannot read"))?;
+    Ok(parse_text(path, &bytes)?.values)
+}
+
 /// Reads the keyring from the process environment (no checksum there).
 ///
 /// # Errors

@@ -49,7 +49,9 @@ mod keyring;
 mod quote;
 
 pub use crate::error::{PersistError, Source};
-pub use crate::file::{HEADER, read_environment, read_keyring, temp_path, update_keyring};
+pub use crate::file::{HEADER, dotenv_values, read_environment, read_keyring, temp_path, update_keyring};
 pub use crate::keyring::{Keyring, Prefixes, StoredKey, StoredVersion};
 /// Re-exported: passwords and keys are [`secrecy::SecretString`]s.
 pub use secrecy;
+/// Re-exported: values are returned in [`zeroize::Zeroizing`] buffers.
+pub use zeroize;

@@ -3,6 +3,7 @@
 // Helpers outside `#[test]` functions fail loudly on bad test data.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+mod dotenv_interop;
 mod fernet_interop;
 mod fernet_properties;
 mod fernet_vectors;
