@@ -310,10 +310,15 @@ impl SecretsConfigBuilder {
         source: &persist::Source,
         prefixes: &Prefixes,
     ) -> Result<Self> {
-        if self.active.is_none() {
+                if self.active.is_none() {
             self.active = keyring.active_or_only(source, prefixes)?.map(str::to_owned);
         }
-        for v in keyring.versions {
+        // Files keep variables sorted by name, not in the order versions
+        // were added: order them by activation time (unknown first, as the
+        // oldest), which is what decryption's newest-first fallback wants.
+        let mut versions = keyring.versions;
+        versions.sort_by_key(|v| v.activated_at.map_or((0, 0), |t| (1, t)));
+        for v in versions {
             if let Some(t) = v.activated_at {
                 self.activated.push((v.name.clone(), t));
             }

@@ -10,5 +10,6 @@ mod fernet_vectors;
 mod hygiene;
 mod kdf_interop;
 mod manager;
+mod persist;
 
 pub(crate) use manager::capture_logs as manager_logs;
