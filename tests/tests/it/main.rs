@@ -10,6 +10,7 @@ mod fernet_vectors;
 mod hygiene;
 mod kdf_interop;
 mod manager;
+mod migration;
 mod persist;
 
 pub(crate) use manager::capture_logs as manager_logs;
