@@ -1,0 +1,272 @@
+//! Every command and failure path of the `secrets-manager` binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use secrets_manager::{SecretsConfig, SecretsManager};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join(".env.secrets")
+    }
+
+    /// The binary, run in the temporary directory with fast derivations.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("secrets-manager").unwrap();
+        c.current_dir(self.dir.path()).env_remove("SECRETS_MANAGER_ENV_FILE").args(["--iterations", "1000"]).args(args);
+        c
+    }
+
+    fn ok(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let out = self.cmd(args).write_stdin(stdin).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// Runs a command that must fail with `code`: one `error:` line on
+    /// stderr and nothing on stdout. Returns the error line.
+    fn fails(&self, args: &[&str], stdin: &[u8], code: i32) -> String {
+        let out = self.cmd(args).write_stdin(stdin).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout.is_empty(), "{args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
+        let err = String::from_utf8(out.stderr).unwrap();
+        if code == 1 {
+            assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{err:?}");
+        }
+        err
+    }
+
+    fn manager(&self) -> SecretsManager {
+        SecretsManager::new(SecretsConfig::builder().env_file(self.file()).unwrap().build().unwrap()).unwrap()
+    }
+}
+
+fn secrets_in(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("ENCRYPTION_KEYS__") || l.starts_with("ENCRYPTION_SALT__"))
+        .map(|l| l.split_once('=').unwrap().1.trim_matches('"').to_owned())
+        .collect()
+}
+
+#[test]
+fn keygen_prints_a_fernet_key() {
+    let env = Env::new();
+    let out = String::from_utf8(env.ok(&["keygen"], b"")).unwrap();
+    assert_eq!(out.len(), 45);
+    assert!(secrets_manager::fernet::Key::from_base64(out.trim_end()).is_ok());
+    assert_ne!(out, String::from_utf8(env.ok(&["keygen"], b"")).unwrap());
+}
+
+#[test]
+fn init_creates_a_private_file_once() {
+    let env = Env::new();
+    let out = String::from_utf8(env.ok(&["init"], b"")).unwrap();
+    assert!(out.contains("v1"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(env.file()).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let text = std::fs::read_to_string(env.file()).unwrap();
+    assert!(text.contains("ENCRYPTION_KDF_ITERATIONS__v1=\"1000\""), "{text}");
+    let err = env.fails(&["init"], b"", 1);
+    assert!(err.contains("already holds keys"), "{err}");
+    assert_eq!(std::fs::read_to_string(env.file()).unwrap(), text, "untouched");
+
+    let other = Env::new();
+    other.ok(&["init", "--version", "Prod"], b"");
+    assert_eq!(other.manager().active_version(), "prod");
+}
+
+#[test]
+fn encrypt_and_decrypt_are_binary_safe() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let data: Vec<u8> = (0..=255u8).chain([0, b'\n', b'\r', 0xff]).collect();
+    let token = env.ok(&["encrypt"], &data);
+    assert!(token.ends_with(b"\n") && token.iter().filter(|&&b| b == b'\n').count() == 1);
+    let mut padded = b"  \n".to_vec();
+    padded.extend_from_slice(&token);
+    padded.extend_from_slice(b"\n\n");
+    assert_eq!(env.ok(&["decrypt"], &padded), data);
+    assert_eq!(env.ok(&["decrypt", "--hint", "v1"], &token), data);
+    assert_eq!(env.ok(&["decrypt", "--ttl", "60"], &token), data);
+    // The library agrees.
+    assert_eq!(&*env.manager().decrypt(token.trim_ascii()).unwrap().1, &data[..]);
+    assert_eq!(env.ok(&["decrypt"], env.ok(&["encrypt"], b"").as_slice()), b"");
+}
+
+#[test]
+fn decrypt_failures() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let err = env.fails(&["decrypt"], b"not a token", 1);
+    assert!(err.contains("invalid token"), "{err}");
+    let (_, old) = env.manager().encrypt_at_time(b"old", 1_000).unwrap();
+    let err = env.fails(&["decrypt", "--ttl", "60"], old.as_bytes(), 1);
+    assert!(err.contains("time-to-live"), "{err}");
+    let other = Env::new();
+    other.ok(&["init"], b"");
+    let foreign = other.ok(&["encrypt"], b"x");
+    let err = env.fails(&["decrypt"], &foreign, 1);
+    assert!(err.contains("tried: v1"), "{err}");
+}
+
+#[test]
+fn rotate_adds_versions_and_keeps_old_tokens_working() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let t1 = env.ok(&["encrypt"], b"one");
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    let t2 = env.ok(&["encrypt"], b"two");
+    let m = env.manager();
+    assert_eq!(m.active_version(), "v2");
+    assert_eq!(m.decrypt(t2.trim_ascii()).unwrap().0, "v2");
+    assert_eq!(env.ok(&["decrypt"], &t1), b"one");
+
+    // A chosen password and salt derive the same key as the library.
+    env.ok(&["rotate", "--new-version", "v3", "--password-stdin", "--salt", "c2FsdA=="], b"my password\nignored\n");
+    let t3 = env.ok(&["encrypt"], b"three");
+    let expected = SecretsManager::new(
+        SecretsConfig::builder().key("v3", "my password", b"salt").kdf_iterations(1000).build().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(&*expected.decrypt(t3.trim_ascii()).unwrap().1, b"three");
+
+    let err = env.fails(&["rotate", "--new-version", "V2"], b"", 1);
+    assert!(err.contains("v2 already exists"), "{err}");
+    let err = env.fails(&["rotate", "--new-version", "v4", "--password-stdin"], b"\n", 1);
+    assert!(err.contains("empty"), "{err}");
+    assert_eq!(env.manager().versions().len(), 3);
+}
+
+#[test]
+fn rewrap_reencrypts_every_line_or_nothing() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let m = env.manager();
+    let tokens: Vec<String> = (0..3).map(|i| m.encrypt_at_time(format!("msg{i}").as_bytes(), 1_600_000_000 + i).unwrap().1).collect();
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    let input = format!("{}\n{}\n{}\n", tokens[0], tokens[1], tokens[2]);
+    let out = String::from_utf8(env.ok(&["rewrap"], input.as_bytes())).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3);
+    let m = env.manager();
+    for (i, line) in lines.iter().enumerate() {
+        let (v, plaintext) = m.decrypt(line).unwrap();
+        assert_eq!((v.as_str(), &plaintext[..]), ("v2", format!("msg{i}").as_bytes()));
+        let ts = secrets_manager::fernet::UnverifiedToken::parse(line).unwrap().timestamp();
+        assert_eq!(ts, 1_600_000_000 + i as u64, "timestamp kept");
+    }
+    let bad = format!("{}\nnot-a-token\n{}\n", tokens[0], tokens[1]);
+    let err = env.fails(&["rewrap"], bad.as_bytes(), 1);
+    assert!(err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn status_and_verify_show_no_secrets() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    let status = String::from_utf8(env.ok(&["status"], b"")).unwrap();
+    assert!(status.contains("active: v2") && status.contains("v1") && status.contains("password"), "{status}");
+    let verify = String::from_utf8(env.ok(&["verify"], b"")).unwrap();
+    assert!(verify.starts_with("ok: checksum verified; 2 version(s), 2 salt hash(es)"), "{verify}");
+    let secrets = secrets_in(&env.file());
+    assert_eq!(secrets.len(), 4);
+    for s in secrets {
+        assert!(!status.contains(&s) && !verify.contains(&s));
+    }
+}
+
+#[test]
+fn verify_catches_edits_and_bad_salt_hashes() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let text = std::fs::read_to_string(env.file()).unwrap();
+    std::fs::write(env.file(), text.replace("ENCRYPTION_ACTIVATED_AT__v1=\"", "ENCRYPTION_ACTIVATED_AT__v1=\"1")).unwrap();
+    let err = env.fails(&["verify"], b"", 1);
+    assert!(err.contains("checksum mismatch"), "{err}");
+    // No checksum, a wrong salt hash.
+    std::fs::write(
+        env.file(),
+        format!("ENCRYPTION_KEYS__v1=\"pw\"\nENCRYPTION_SALT__v1=\"c2FsdA==\"\nENCRYPTION_SALT_HASH__v1=\"{}\"\n", "0".repeat(64)),
+    )
+    .unwrap();
+    let err = env.fails(&["verify"], b"", 1);
+    assert!(err.contains("salt integrity check failed for version v1"), "{err}");
+    let err = env.fails(&["encrypt"], b"x", 1);
+    assert!(err.contains("salt integrity") && err.contains("v1"), "{err}");
+}
+
+#[test]
+fn malformed_files_name_the_file_and_line() {
+    let env = Env::new();
+    std::fs::write(env.file(), "A=1\nB=\"unterminated\n").unwrap();
+    let err = env.fails(&["status"], b"", 1);
+    assert!(err.contains(".env.secrets:2"), "{err}");
+    let err = env.fails(&["--env-file", "missing.env", "encrypt"], b"x", 1);
+    assert!(err.contains("missing.env") && err.contains("cannot open"), "{err}");
+}
+
+#[test]
+fn the_environment_can_hold_the_keyring() {
+    let env = Env::new();
+    let run = |args: &[&str], stdin: &[u8]| {
+        env.cmd(args)
+            .env("ENCRYPTION_KEYS__v1", "env password")
+            .env("ENCRYPTION_SALT__v1", "c2FsdA==")
+            .env("ACTIVE_ENCRYPTION_VERSION", "v1")
+            .write_stdin(stdin)
+            .output()
+            .unwrap()
+    };
+    let token = run(&["--from-env", "encrypt"], b"from env");
+    assert!(token.status.success());
+    let out = run(&["--from-env", "decrypt"], &token.stdout);
+    assert_eq!(out.stdout, b"from env");
+    let status = run(&["--from-env", "status"], b"");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("the process environment"));
+    let rotate = run(&["--from-env", "rotate", "--new-version", "v2"], b"");
+    assert_eq!(rotate.status.code(), Some(1));
+    assert!(rotate.stdout.is_empty());
+}
+
+#[test]
+fn the_env_file_can_come_from_the_environment() {
+    let env = Env::new();
+    let mut c = env.cmd(&["init"]);
+    c.env("SECRETS_MANAGER_ENV_FILE", "custom.env");
+    assert!(c.output().unwrap().status.success());
+    assert!(env.dir.path().join("custom.env").exists());
+    assert!(!env.file().exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    env.fails(&["bogus"], b"", 2);
+    env.fails(&["rotate"], b"", 2);
+    env.fails(&["decrypt", "--ttl", "soon"], b"", 2);
+    let out = Command::cargo_bin("secrets-manager").unwrap().args(["--iterations", "0", "keygen"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::cargo_bin("secrets-manager").unwrap().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("secrets-manager "));
+    let help = Command::cargo_bin("secrets-manager").unwrap().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for cmd in ["init", "encrypt", "decrypt", "rotate", "rewrap", "status", "verify", "keygen"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
