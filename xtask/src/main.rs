@@ -5,8 +5,10 @@
 //! - `vectors [--check]`: regenerate the Python-made test vectors, or fail if
 //!   they would change.
 //! - `fuzz [--seconds N] [TARGET...]`: run fuzz targets (all by default).
-//! - `bench [--quick]`: run the codec benchmarks and print ratios against the
-//!   peer and the bare primitives, all measured in the same run.
+//! - `bench [--quick]`: run the benchmarks and print ratios against the
+//!   peers and the bare primitives, all measured in the same run.
+//! - `crash [--rounds N]`: kill rotations at random moments N times and
+//!   check the keyring file after each.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +27,7 @@ fn main() -> Result<()> {
         "vectors" => vectors(rest.iter().any(|a| a == "--check")),
         "fuzz" => fuzz(rest),
         "bench" => bench::run(&root(), rest.iter().any(|a| a == "--quick")),
+        "crash" => crash(rest),
         "help" | "--help" | "-h" => {
             println!("{}", HELP.trim());
             Ok(())
@@ -40,8 +43,28 @@ commands:
   ci [--fuzz-seconds N]     format check, clippy, tests, docs, vector drift, fuzz smoke
   vectors [--check]         regenerate tests/data vectors with Python (or check for drift)
   fuzz [--seconds N] [T..]  run fuzz targets (default: all, 60 s each)
-  bench [--quick]           run benchmarks and print ratios against the peers
+    bench [--quick]           run benchmarks and print ratios against the peers
+  crash [--rounds N]        kill rotations at random moments N times (default 500)
 ";
+
+/// Kills `secrets-manager rotate` at random moments, many times, checking
+/// the keyring file after each (the test runs 40 rounds; this runs more).
+fn crash(args: &[String]) -> Result<()> {
+    let rounds = flag_value(args, "--rounds")?.unwrap_or(500);
+    let mut cmd = cargo();
+    cmd.env("CRASH_ROUNDS", rounds.to_string()).args([
+        "test",
+        "--release",
+        "-p",
+        "secrets-manager-cli",
+        "--test",
+        "reliability",
+        "rotations_killed",
+        "--",
+        "--nocapture",
+    ]);
+    run(cmd)
+}
 
 /// Fuzz targets, one per parser or API surface that takes untrusted input.
 const FUZZ_TARGETS: &[&str] = &[
@@ -50,6 +73,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "fernet_key",
     "salt_text",
     "manager_decrypt",
+    "dotenv_parse",
 ];
 
 fn root() -> PathBuf {

@@ -25,7 +25,13 @@ use secrets_manager::{Salt, SecretsConfig, SecretsManager};
 #[command(name = "secrets-manager", version, about, long_about = None)]
 struct Cli {
     /// The keyring file.
-    #[arg(long, global = true, env = "SECRETS_MANAGER_ENV_FILE", default_value = ".env.secrets", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "SECRETS_MANAGER_ENV_FILE",
+        default_value = ".env.secrets",
+        value_name = "PATH"
+    )]
     env_file: PathBuf,
     /// Read the keyring from the process environment instead of a file.
     #[arg(long, global = true)]
@@ -147,7 +153,11 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             out.extend_from_slice(&plaintext);
             Ok(())
         }
-        Command::Rotate { new_version, password_stdin, salt } => rotate(cli, new_version, *password_stdin, salt.as_deref(), out),
+        Command::Rotate {
+            new_version,
+            password_stdin,
+            salt,
+        } => rotate(cli, new_version, *password_stdin, salt.as_deref(), out),
         Command::Rewrap => rewrap(cli),
         Command::Status => status(cli, out),
         Command::Verify => verify(cli, out),
@@ -161,7 +171,9 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
 
 fn read_stdin() -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    std::io::stdin().read_to_end(&mut buf).context("cannot read stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .context("cannot read stdin")?;
     Ok(buf)
 }
 
@@ -200,21 +212,37 @@ fn init(cli: &Cli, version: &str, out: &mut Vec<u8>) -> Result<()> {
         Ok::<_, persist::PersistError>(keyring)
     });
     if refused.get() {
-        bail!("{} already holds keys; refusing to overwrite them (use rotate to add a version)", path.display());
+        bail!(
+            "{} already holds keys; refusing to overwrite them (use rotate to add a version)",
+            path.display()
+        );
     }
     check.with_context(|| format!("cannot initialise {}", path.display()))?;
     manager.persist_to_file(path)?;
-    writeln!(out, "created {} with version {} (active)", path.display(), manager.active_version())?;
+    writeln!(
+        out,
+        "created {} with version {} (active)",
+        path.display(),
+        manager.active_version()
+    )?;
     Ok(())
 }
 
-fn rotate(cli: &Cli, version: &str, password_stdin: bool, salt: Option<&str>, out: &mut Vec<u8>) -> Result<()> {
+fn rotate(
+    cli: &Cli,
+    version: &str,
+    password_stdin: bool,
+    salt: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     if cli.from_env {
         bail!("rotate writes the keyring file; it cannot be used with --from-env");
     }
     let password = if password_stdin {
         let mut line = String::new();
-        BufReader::new(std::io::stdin()).read_line(&mut line).context("cannot read the password from stdin")?;
+        BufReader::new(std::io::stdin())
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
         let line = line.trim_end_matches(['\n', '\r']).to_owned();
         if line.is_empty() {
             bail!("--password-stdin: the first line of stdin is empty");
@@ -224,12 +252,18 @@ fn rotate(cli: &Cli, version: &str, password_stdin: bool, salt: Option<&str>, ou
         random_password()
     };
     let manager = load(cli)?;
-    let mut rotation = manager.rotate_to_new_version(version, password).persist_to_file(&cli.env_file);
+    let mut rotation = manager
+        .rotate_to_new_version(version, password)
+        .persist_to_file(&cli.env_file);
     if let Some(s) = salt {
         rotation = rotation.salt(s);
     }
     let version = rotation.apply()?;
-    writeln!(out, "rotated to {version}; {} updated", cli.env_file.display())?;
+    writeln!(
+        out,
+        "rotated to {version}; {} updated",
+        cli.env_file.display()
+    )?;
     Ok(())
 }
 
@@ -244,7 +278,9 @@ fn rewrap(cli: &Cli) -> Result<()> {
         for (n, line) in stdin.split(b'\n').enumerate() {
             let line = line.context("cannot read stdin")?;
             let token = line.trim_ascii();
-            let (_, fresh) = manager.rotate_token(token).with_context(|| format!("line {}", n + 1))?;
+            let (_, fresh) = manager
+                .rotate_token(token)
+                .with_context(|| format!("line {}", n + 1))?;
             writer.write_all(fresh.as_bytes())?;
             writer.write_all(b"\n")?;
         }
@@ -263,11 +299,19 @@ fn describe_time(t: Option<u64>) -> String {
 
 fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     let manager = load(cli)?;
-    let source = if cli.from_env { "the process environment".to_owned() } else { cli.env_file.display().to_string() };
+    let source = if cli.from_env {
+        "the process environment".to_owned()
+    } else {
+        cli.env_file.display().to_string()
+    };
     writeln!(out, "keyring: {source}")?;
     writeln!(out, "active: {}", manager.active_version())?;
-    writeln!(out, "{:<24} {:<7} {:<9} {:>10}  activated_at", "version", "active", "kind", "iterations")?;
-        for info in manager.version_info()? {
+    writeln!(
+        out,
+        "{:<24} {:<7} {:<9} {:>10}  activated_at",
+        "version", "active", "kind", "iterations"
+    )?;
+    for info in manager.version_info()? {
         let state = match info.state {
             VersionState::Usable => "",
             VersionState::Retired => " (retired)",
@@ -284,7 +328,8 @@ fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
                 Some(_) => "password",
                 None => "-",
             },
-            info.iterations.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            info.iterations
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
             describe_time(info.activated_at),
         )?;
     }
@@ -298,13 +343,25 @@ fn verify(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     let path = &cli.env_file;
     // Reading verifies the checksum (when present) and the file's syntax.
     let keyring = persist::read_keyring(path, &Prefixes::default())?;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let has_checksum = text.lines().any(|l| l.trim_start().starts_with(&Prefixes::default().checksum));
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let has_checksum = text
+        .lines()
+        .any(|l| l.trim_start().starts_with(&Prefixes::default().checksum));
     let mut hashes = 0;
     for v in &keyring.versions {
-        if let StoredKey::Password { salt, salt_hash: Some(hash), .. } = &v.key {
+        if let StoredKey::Password {
+            salt,
+            salt_hash: Some(hash),
+            ..
+        } = &v.key
+        {
             if !Salt::from(salt.as_str()).matches_hash(hash) {
-                bail!("{}: salt integrity check failed for version {}", path.display(), v.name);
+                bail!(
+                    "{}: salt integrity check failed for version {}",
+                    path.display(),
+                    v.name
+                );
             }
             hashes += 1;
         }
@@ -312,7 +369,11 @@ fn verify(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     writeln!(
         out,
         "ok: {}; {} version(s), {hashes} salt hash(es) verified",
-        if has_checksum { "checksum verified" } else { "no checksum in file" },
+        if has_checksum {
+            "checksum verified"
+        } else {
+            "no checksum in file"
+        },
         keyring.versions.len(),
     )?;
     Ok(())

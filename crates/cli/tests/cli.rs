@@ -1,6 +1,6 @@
 //! Every command and failure path of the `secrets-manager` binary.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,9 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn file(&self) -> PathBuf {
@@ -23,13 +25,20 @@ impl Env {
     /// The binary, run in the temporary directory with fast derivations.
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::cargo_bin("secrets-manager").unwrap();
-        c.current_dir(self.dir.path()).env_remove("SECRETS_MANAGER_ENV_FILE").args(["--iterations", "1000"]).args(args);
+        c.current_dir(self.dir.path())
+            .env_remove("SECRETS_MANAGER_ENV_FILE")
+            .args(["--iterations", "1000"])
+            .args(args);
         c
     }
 
     fn ok(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
         let out = self.cmd(args).write_stdin(stdin).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     }
 
@@ -37,17 +46,36 @@ impl Env {
     /// stderr and nothing on stdout. Returns the error line.
     fn fails(&self, args: &[&str], stdin: &[u8], code: i32) -> String {
         let out = self.cmd(args).write_stdin(stdin).output().unwrap();
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(out.stdout.is_empty(), "{args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?} printed {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let err = String::from_utf8(out.stderr).unwrap();
         if code == 1 {
-            assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{err:?}");
+            assert!(
+                err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+                "{err:?}"
+            );
         }
         err
     }
 
     fn manager(&self) -> SecretsManager {
-        SecretsManager::new(SecretsConfig::builder().env_file(self.file()).unwrap().build().unwrap()).unwrap()
+        SecretsManager::new(
+            SecretsConfig::builder()
+                .env_file(self.file())
+                .unwrap()
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
     }
 }
 
@@ -77,13 +105,23 @@ fn init_creates_a_private_file_once() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(env.file()).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(env.file()).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     let text = std::fs::read_to_string(env.file()).unwrap();
-    assert!(text.contains("ENCRYPTION_KDF_ITERATIONS__v1=\"1000\""), "{text}");
+    assert!(
+        text.contains("ENCRYPTION_KDF_ITERATIONS__v1=\"1000\""),
+        "{text}"
+    );
     let err = env.fails(&["init"], b"", 1);
     assert!(err.contains("already holds keys"), "{err}");
-    assert_eq!(std::fs::read_to_string(env.file()).unwrap(), text, "untouched");
+    assert_eq!(
+        std::fs::read_to_string(env.file()).unwrap(),
+        text,
+        "untouched"
+    );
 
     let other = Env::new();
     other.ok(&["init", "--version", "Prod"], b"");
@@ -104,8 +142,14 @@ fn encrypt_and_decrypt_are_binary_safe() {
     assert_eq!(env.ok(&["decrypt", "--hint", "v1"], &token), data);
     assert_eq!(env.ok(&["decrypt", "--ttl", "60"], &token), data);
     // The library agrees.
-    assert_eq!(&*env.manager().decrypt(token.trim_ascii()).unwrap().1, &data[..]);
-    assert_eq!(env.ok(&["decrypt"], env.ok(&["encrypt"], b"").as_slice()), b"");
+    assert_eq!(
+        &*env.manager().decrypt(token.trim_ascii()).unwrap().1,
+        &data[..]
+    );
+    assert_eq!(
+        env.ok(&["decrypt"], env.ok(&["encrypt"], b"").as_slice()),
+        b""
+    );
 }
 
 #[test]
@@ -137,17 +181,35 @@ fn rotate_adds_versions_and_keeps_old_tokens_working() {
     assert_eq!(env.ok(&["decrypt"], &t1), b"one");
 
     // A chosen password and salt derive the same key as the library.
-    env.ok(&["rotate", "--new-version", "v3", "--password-stdin", "--salt", "c2FsdA=="], b"my password\nignored\n");
+    env.ok(
+        &[
+            "rotate",
+            "--new-version",
+            "v3",
+            "--password-stdin",
+            "--salt",
+            "c2FsdA==",
+        ],
+        b"my password\nignored\n",
+    );
     let t3 = env.ok(&["encrypt"], b"three");
     let expected = SecretsManager::new(
-        SecretsConfig::builder().key("v3", "my password", b"salt").kdf_iterations(1000).build().unwrap(),
+        SecretsConfig::builder()
+            .key("v3", "my password", b"salt")
+            .kdf_iterations(1000)
+            .build()
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(&*expected.decrypt(t3.trim_ascii()).unwrap().1, b"three");
 
     let err = env.fails(&["rotate", "--new-version", "V2"], b"", 1);
     assert!(err.contains("v2 already exists"), "{err}");
-    let err = env.fails(&["rotate", "--new-version", "v4", "--password-stdin"], b"\n", 1);
+    let err = env.fails(
+        &["rotate", "--new-version", "v4", "--password-stdin"],
+        b"\n",
+        1,
+    );
     assert!(err.contains("empty"), "{err}");
     assert_eq!(env.manager().versions().len(), 3);
 }
@@ -157,7 +219,13 @@ fn rewrap_reencrypts_every_line_or_nothing() {
     let env = Env::new();
     env.ok(&["init"], b"");
     let m = env.manager();
-    let tokens: Vec<String> = (0..3).map(|i| m.encrypt_at_time(format!("msg{i}").as_bytes(), 1_600_000_000 + i).unwrap().1).collect();
+    let tokens: Vec<String> = (0..3)
+        .map(|i| {
+            m.encrypt_at_time(format!("msg{i}").as_bytes(), 1_600_000_000 + i)
+                .unwrap()
+                .1
+        })
+        .collect();
     env.ok(&["rotate", "--new-version", "v2"], b"");
     let input = format!("{}\n{}\n{}\n", tokens[0], tokens[1], tokens[2]);
     let out = String::from_utf8(env.ok(&["rewrap"], input.as_bytes())).unwrap();
@@ -166,8 +234,13 @@ fn rewrap_reencrypts_every_line_or_nothing() {
     let m = env.manager();
     for (i, line) in lines.iter().enumerate() {
         let (v, plaintext) = m.decrypt(line).unwrap();
-        assert_eq!((v.as_str(), &plaintext[..]), ("v2", format!("msg{i}").as_bytes()));
-        let ts = secrets_manager::fernet::UnverifiedToken::parse(line).unwrap().timestamp();
+        assert_eq!(
+            (v.as_str(), &plaintext[..]),
+            ("v2", format!("msg{i}").as_bytes())
+        );
+        let ts = secrets_manager::fernet::UnverifiedToken::parse(line)
+            .unwrap()
+            .timestamp();
         assert_eq!(ts, 1_600_000_000 + i as u64, "timestamp kept");
     }
     let bad = format!("{}\nnot-a-token\n{}\n", tokens[0], tokens[1]);
@@ -181,9 +254,15 @@ fn status_and_verify_show_no_secrets() {
     env.ok(&["init"], b"");
     env.ok(&["rotate", "--new-version", "v2"], b"");
     let status = String::from_utf8(env.ok(&["status"], b"")).unwrap();
-    assert!(status.contains("active: v2") && status.contains("v1") && status.contains("password"), "{status}");
+    assert!(
+        status.contains("active: v2") && status.contains("v1") && status.contains("password"),
+        "{status}"
+    );
     let verify = String::from_utf8(env.ok(&["verify"], b"")).unwrap();
-    assert!(verify.starts_with("ok: checksum verified; 2 version(s), 2 salt hash(es)"), "{verify}");
+    assert!(
+        verify.starts_with("ok: checksum verified; 2 version(s), 2 salt hash(es)"),
+        "{verify}"
+    );
     let secrets = secrets_in(&env.file());
     assert_eq!(secrets.len(), 4);
     for s in secrets {
@@ -196,7 +275,14 @@ fn verify_catches_edits_and_bad_salt_hashes() {
     let env = Env::new();
     env.ok(&["init"], b"");
     let text = std::fs::read_to_string(env.file()).unwrap();
-    std::fs::write(env.file(), text.replace("ENCRYPTION_ACTIVATED_AT__v1=\"", "ENCRYPTION_ACTIVATED_AT__v1=\"1")).unwrap();
+    std::fs::write(
+        env.file(),
+        text.replace(
+            "ENCRYPTION_ACTIVATED_AT__v1=\"",
+            "ENCRYPTION_ACTIVATED_AT__v1=\"1",
+        ),
+    )
+    .unwrap();
     let err = env.fails(&["verify"], b"", 1);
     assert!(err.contains("checksum mismatch"), "{err}");
     // No checksum, a wrong salt hash.
@@ -206,9 +292,15 @@ fn verify_catches_edits_and_bad_salt_hashes() {
     )
     .unwrap();
     let err = env.fails(&["verify"], b"", 1);
-    assert!(err.contains("salt integrity check failed for version v1"), "{err}");
+    assert!(
+        err.contains("salt integrity check failed for version v1"),
+        "{err}"
+    );
     let err = env.fails(&["encrypt"], b"x", 1);
-    assert!(err.contains("salt integrity") && err.contains("v1"), "{err}");
+    assert!(
+        err.contains("salt integrity") && err.contains("v1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -218,7 +310,10 @@ fn malformed_files_name_the_file_and_line() {
     let err = env.fails(&["status"], b"", 1);
     assert!(err.contains(".env.secrets:2"), "{err}");
     let err = env.fails(&["--env-file", "missing.env", "encrypt"], b"x", 1);
-    assert!(err.contains("missing.env") && err.contains("cannot open"), "{err}");
+    assert!(
+        err.contains("missing.env") && err.contains("cannot open"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -260,13 +355,27 @@ fn usage_errors_exit_2() {
     env.fails(&["bogus"], b"", 2);
     env.fails(&["rotate"], b"", 2);
     env.fails(&["decrypt", "--ttl", "soon"], b"", 2);
-    let out = Command::cargo_bin("secrets-manager").unwrap().args(["--iterations", "0", "keygen"]).output().unwrap();
+    let out = Command::cargo_bin("secrets-manager")
+        .unwrap()
+        .args(["--iterations", "0", "keygen"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::cargo_bin("secrets-manager").unwrap().arg("--version").output().unwrap();
+    let out = Command::cargo_bin("secrets-manager")
+        .unwrap()
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("secrets-manager "));
-    let help = Command::cargo_bin("secrets-manager").unwrap().arg("--help").output().unwrap();
+    let help = Command::cargo_bin("secrets-manager")
+        .unwrap()
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for cmd in ["init", "encrypt", "decrypt", "rotate", "rewrap", "status", "verify", "keygen"] {
+    for cmd in [
+        "init", "encrypt", "decrypt", "rotate", "rewrap", "status", "verify", "keygen",
+    ] {
         assert!(help.contains(cmd), "{help}");
     }
 }

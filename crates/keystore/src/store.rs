@@ -92,7 +92,7 @@ pub struct VersionInfo {
     pub state: VersionState,
     /// When it became active, if known.
     pub activated_at: Option<u64>,
-        /// Where its key comes from (`None` once destroyed).
+    /// Where its key comes from (`None` once destroyed).
     pub kind: Option<KeyKind>,
     /// PBKDF2 iterations, for password-derived versions.
     pub iterations: Option<u32>,
@@ -771,7 +771,7 @@ impl KeyStore {
                 active: i == ring.active,
                 state: e.state,
                 activated_at: e.activated_at,
-                                kind: e.material.as_deref().map(|m| match m {
+                kind: e.material.as_deref().map(|m| match m {
                     KeyMaterial::Password { .. } => KeyKind::Password,
                     KeyMaterial::Fernet(_) => KeyKind::Fernet,
                 }),

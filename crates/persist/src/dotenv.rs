@@ -10,6 +10,8 @@ use std::ops::Range;
 
 use zeroize::Zeroizing;
 
+use crate::DotenvValues;
+
 /// One `NAME=value` statement.
 #[derive(Debug)]
 pub(crate) struct Binding {
@@ -157,11 +159,11 @@ impl Reader<'_> {
             return Ok(None);
         }
         // `export` followed by inline whitespace.
-        if let Some(after) = self.rest().strip_prefix("export") {
-            if after.starts_with(is_inline_ws) {
-                self.advance("export".len());
-                self.take_while(is_inline_ws);
-            }
+        if let Some(after) = self.rest().strip_prefix("export")
+            && after.starts_with(is_inline_ws)
+        {
+            self.advance("export".len());
+            self.take_while(is_inline_ws);
         }
         let key = match self.peek() {
             Some('#') => None,
@@ -319,8 +321,8 @@ fn decode_single(raw: &str) -> Zeroizing<String> {
 pub(crate) fn interpolate(
     bindings: &[Binding],
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Vec<(String, Option<Zeroizing<String>>)> {
-    let mut resolved: Vec<(String, Option<Zeroizing<String>>)> = Vec::with_capacity(bindings.len());
+) -> DotenvValues {
+    let mut resolved: DotenvValues = Vec::with_capacity(bindings.len());
     for b in bindings {
         let value = b.value.as_ref().map(|v| {
             expand(

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use crate::dotenv::{self, Binding};
 use crate::error::{PersistError, Source};
 use crate::keyring::{self, Keyring, Prefixes};
-use crate::quote;
+use crate::{DotenvValues, quote};
 
 /// The comment line that heads the keyring block this crate writes.
 pub const HEADER: &str =
@@ -24,7 +24,7 @@ struct Parsed {
     /// Byte offsets in `original` of each byte boundary of the
     /// universal-newline text the bindings index.
     offsets: Vec<usize>,
-    values: Vec<(String, Option<Zeroizing<String>>)>,
+    values: DotenvValues,
 }
 
 fn io<'a>(
@@ -141,11 +141,32 @@ pub fn read_keyring(path: impl AsRef<Path>, prefixes: &Prefixes) -> Result<Keyri
 ///
 /// The file cannot be read, is not UTF-8, has a line python-dotenv would
 /// skip, or defines a variable twice.
-pub fn dotenv_values(path: impl AsRef<Path>) -> Result<Vec<(String, Option<Zeroizing<String>>)>, PersistError> {
+pub fn dotenv_values(path: impl AsRef<Path>) -> Result<DotenvValues, PersistError> {
     let path = path.as_ref();
     let mut bytes = Zeroizing::new(Vec::new());
-    File::open(path).map_err(io(path, "cannot open"))?.read_to_end(&mut bytes).map_err(io(path, "cannot read"))?;
+    File::open(path)
+        .map_err(io(path, "cannot open"))?
+        .read_to_end(&mut bytes)
+        .map_err(io(path, "cannot read"))?;
     Ok(parse_text(path, &bytes)?.values)
+}
+
+/// As [`dotenv_values`] and [`read_keyring`], on bytes already in memory;
+/// `name` is used in error messages. Returns the values and the keyring.
+///
+/// # Errors
+///
+/// As [`read_keyring`], except for reading the file.
+pub fn parse_keyring_bytes(
+    name: impl AsRef<Path>,
+    bytes: &[u8],
+    prefixes: &Prefixes,
+) -> Result<(DotenvValues, Keyring), PersistError> {
+    let path = name.as_ref();
+    let parsed = parse_text(path, bytes)?;
+    verify_checksum(path, &parsed, prefixes)?;
+    let keyring = keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)?;
+    Ok((parsed.values, keyring))
 }
 
 /// Reads the keyring from the process environment (no checksum there).

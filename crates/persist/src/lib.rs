@@ -49,8 +49,14 @@ mod keyring;
 mod quote;
 
 pub use crate::error::{PersistError, Source};
-pub use crate::file::{HEADER, dotenv_values, read_environment, read_keyring, temp_path, update_keyring};
+pub use crate::file::{
+    HEADER, dotenv_values, parse_keyring_bytes, read_environment, read_keyring, temp_path,
+    update_keyring,
+};
 pub use crate::keyring::{Keyring, Prefixes, StoredKey, StoredVersion};
+/// A file's variables in order: name, and value (`None` for a bare `NAME`).
+pub type DotenvValues = Vec<(String, Option<zeroize::Zeroizing<String>>)>;
+
 /// Re-exported: passwords and keys are [`secrecy::SecretString`]s.
 pub use secrecy;
 /// Re-exported: values are returned in [`zeroize::Zeroizing`] buffers.

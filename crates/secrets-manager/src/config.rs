@@ -310,7 +310,7 @@ impl SecretsConfigBuilder {
         source: &persist::Source,
         prefixes: &Prefixes,
     ) -> Result<Self> {
-                if self.active.is_none() {
+        if self.active.is_none() {
             self.active = keyring.active_or_only(source, prefixes)?.map(str::to_owned);
         }
         // Files keep variables sorted by name, not in the order versions

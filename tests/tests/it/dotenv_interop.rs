@@ -22,7 +22,15 @@ impl Rng {
     }
 }
 
-const KEYS: &[&str] = &["A", "b_2", "export C", "'quoted key'", "K.dot", "ÜNI", "x-y"];
+const KEYS: &[&str] = &[
+    "A",
+    "b_2",
+    "export C",
+    "'quoted key'",
+    "K.dot",
+    "ÜNI",
+    "x-y",
+];
 const VALUES: &[&str] = &[
     "plain",
     "with spaces inside",
@@ -60,7 +68,14 @@ const VALUES: &[&str] = &[
     "'y'   ",
     "\u{1c}sep\u{1c}",
 ];
-const NOISE: &[&str] = &["# a comment", "", "   ", "\t# indented comment", "BARE_KEY", "#=not a binding"];
+const NOISE: &[&str] = &[
+    "# a comment",
+    "",
+    "   ",
+    "\t# indented comment",
+    "BARE_KEY",
+    "#=not a binding",
+];
 const INVALID: &[&str] = &["\"unterminated", "=novalue", "KEY=\"x\" junk", "'' = x"];
 const ENDS: &[&str] = &["\n", "\r\n", "\r"];
 
@@ -99,7 +114,9 @@ fn corpus() -> Vec<String> {
 
 #[test]
 fn reads_every_file_as_python_dotenv_does() {
-    let Some(python) = python_with(&["dotenv"]) else { return };
+    let Some(python) = python_with(&["dotenv"]) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let files = corpus();
     let paths: Vec<_> = files
@@ -112,7 +129,12 @@ fn reads_every_file_as_python_dotenv_does() {
         })
         .collect();
     let list: String = paths.iter().map(|p| format!("{}\n", p.display())).collect();
-    let out: Value = serde_json::from_slice(&run_python(&python, &python_script("dotenv_oracle.py"), list.as_bytes())).unwrap();
+    let out: Value = serde_json::from_slice(&run_python(
+        &python,
+        &python_script("dotenv_oracle.py"),
+        list.as_bytes(),
+    ))
+    .unwrap();
     let expected = out.as_array().unwrap();
     assert_eq!(expected.len(), files.len());
     let (mut valid, mut invalid) = (0, 0);
@@ -120,7 +142,11 @@ fn reads_every_file_as_python_dotenv_does() {
         let ours = dotenv_values(path);
         if want["invalid"].as_bool() == Some(true) {
             invalid += 1;
-            assert!(matches!(ours, Err(PersistError::Syntax { .. })), "case {i}: python-dotenv skipped a line; we read {ours:?}\n{:?}", files[i]);
+            assert!(
+                matches!(ours, Err(PersistError::Syntax { .. })),
+                "case {i}: python-dotenv skipped a line; we read {ours:?}\n{:?}",
+                files[i]
+            );
             continue;
         }
         valid += 1;
@@ -133,9 +159,17 @@ fn reads_every_file_as_python_dotenv_does() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|kv| (kv[0].as_str().unwrap().to_owned(), kv[1].as_str().map(str::to_owned)))
+            .map(|kv| {
+                (
+                    kv[0].as_str().unwrap().to_owned(),
+                    kv[1].as_str().map(str::to_owned),
+                )
+            })
             .collect();
         assert_eq!(ours, theirs, "case {i}:\n{:?}", files[i]);
     }
-    assert!(valid > 200 && invalid > 5, "corpus too narrow: {valid} valid, {invalid} invalid");
+    assert!(
+        valid > 200 && invalid > 5,
+        "corpus too narrow: {valid} valid, {invalid} invalid"
+    );
 }

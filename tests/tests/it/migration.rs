@@ -24,7 +24,12 @@ fn a_file_written_by_the_python_package_loads_and_its_tokens_decrypt() {
         "active": "v2",
         "messages": {"v1": "made by v1", "v2": "made by v2"},
     });
-    let out: Value = serde_json::from_slice(&run_python(&python, &python_script("seed_package.py"), request.to_string().as_bytes())).unwrap();
+    let out: Value = serde_json::from_slice(&run_python(
+        &python,
+        &python_script("seed_package.py"),
+        request.to_string().as_bytes(),
+    ))
+    .unwrap();
     let m = SecretsManager::new(SecretsConfig::from_env_file(&path).unwrap()).unwrap();
     assert_eq!(m.active_version(), "v2");
     for v in ["v1", "v2"] {
@@ -33,10 +38,19 @@ fn a_file_written_by_the_python_package_loads_and_its_tokens_decrypt() {
         assert_eq!(&*plaintext, format!("made by {v}").as_bytes());
     }
     // Rotating here keeps Python's versions and its checksum scheme.
-    m.rotate_to_new_version("v3", "third").persist_to_file(&path).apply().unwrap();
+    m.rotate_to_new_version("v3", "third")
+        .persist_to_file(&path)
+        .apply()
+        .unwrap();
     let again = SecretsManager::new(SecretsConfig::from_env_file(&path).unwrap()).unwrap();
     assert_eq!(again.versions().len(), 3);
-    assert_eq!(again.decrypt(out["tokens"]["v1"].as_str().unwrap()).unwrap().0, "v1");
+    assert_eq!(
+        again
+            .decrypt(out["tokens"]["v1"].as_str().unwrap())
+            .unwrap()
+            .0,
+        "v1"
+    );
 }
 
 #[test]
@@ -44,23 +58,41 @@ fn a_file_written_here_loads_in_python_with_the_same_values_and_keys() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(".env.secrets");
-    std::fs::write(&path, "# app settings\nAPP_NAME=\"demo\"\nLOG_LEVEL=info # inline\n").unwrap();
+    std::fs::write(
+        &path,
+        "# app settings\nAPP_NAME=\"demo\"\nLOG_LEVEL=info # inline\n",
+    )
+    .unwrap();
     let m = SecretsManager::new(
-        SecretsConfig::builder().key("v1", "pass with 'quotes' and #hash", "random-salt-value").build().unwrap(),
+        SecretsConfig::builder()
+            .key("v1", "pass with 'quotes' and #hash", "random-salt-value")
+            .build()
+            .unwrap(),
     )
     .unwrap();
     m.persist_to_file(&path).unwrap();
     let (_, t1) = m.encrypt(b"first").unwrap();
-    m.rotate_to_new_version("v2", "second\npassword").persist_to_file(&path).apply().unwrap();
+    m.rotate_to_new_version("v2", "second\npassword")
+        .persist_to_file(&path)
+        .apply()
+        .unwrap();
     let (_, t2) = m.encrypt(b"second").unwrap();
 
     let request = json!({"mode": "read", "path": path, "tokens": {"v1": t1, "v2": t2}});
-    let out: Value = serde_json::from_slice(&run_python(&python, &python_script("seed_package.py"), request.to_string().as_bytes())).unwrap();
+    let out: Value = serde_json::from_slice(&run_python(
+        &python,
+        &python_script("seed_package.py"),
+        request.to_string().as_bytes(),
+    ))
+    .unwrap();
     assert_eq!(out["active"], "v2");
     assert_eq!(out["decrypted"]["v1"], "first");
     assert_eq!(out["decrypted"]["v2"], "second");
     assert_eq!(out["values"]["APP_NAME"], "demo");
     assert_eq!(out["values"]["LOG_LEVEL"], "info");
-    assert_eq!(out["values"]["ENCRYPTION_KEYS__v1"], "pass with 'quotes' and #hash");
+    assert_eq!(
+        out["values"]["ENCRYPTION_KEYS__v1"],
+        "pass with 'quotes' and #hash"
+    );
     assert_eq!(out["values"]["ENCRYPTION_KEYS__v2"], "second\npassword");
 }

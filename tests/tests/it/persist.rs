@@ -5,14 +5,19 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use secrets_manager::persist::{
-    self, Keyring, PersistError, Prefixes, StoredKey, StoredVersion, dotenv_values, read_keyring, update_keyring,
+    self, Keyring, PersistError, Prefixes, StoredKey, StoredVersion, dotenv_values, read_keyring,
+    update_keyring,
 };
 use secrets_manager::{SecretsConfig, SecretsManager};
 
 fn password_version(name: &str, password: &str, salt: &str) -> StoredVersion {
     StoredVersion {
         name: name.into(),
-        key: StoredKey::Password { password: password.into(), salt: salt.into(), salt_hash: None },
+        key: StoredKey::Password {
+            password: password.into(),
+            salt: salt.into(),
+            salt_hash: None,
+        },
         iterations: Some(1_000),
         activated_at: Some(1_700_000_000),
     }
@@ -30,7 +35,9 @@ fn write(path: &Path, versions: Vec<StoredVersion>, active: &str) -> Keyring {
 }
 
 fn err_text(path: &Path) -> String {
-    read_keyring(path, &Prefixes::default()).unwrap_err().to_string()
+    read_keyring(path, &Prefixes::default())
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -43,22 +50,42 @@ fn malformed_files_get_errors_naming_file_and_line() {
     assert_eq!(err_text(&p), format!("{shown}:2: not valid UTF-8"));
 
     std::fs::write(&p, "A=1\n\nB=\"x\" junk\n").unwrap();
-    assert_eq!(err_text(&p), format!("{shown}:3: cannot parse this line as NAME=value"));
+    assert_eq!(
+        err_text(&p),
+        format!("{shown}:3: cannot parse this line as NAME=value")
+    );
 
     std::fs::write(&p, "A=1\n# c\nA=2\n").unwrap();
-    assert_eq!(err_text(&p), format!("{shown}:3: A is already defined on line 1"));
+    assert_eq!(
+        err_text(&p),
+        format!("{shown}:3: A is already defined on line 1")
+    );
 
     std::fs::write(&p, "ENCRYPTION_KEYS__v1=\"pw\"\n").unwrap();
-    assert_eq!(err_text(&p), format!("{shown}: ENCRYPTION_SALT__v1 is missing (version v1)"));
+    assert_eq!(
+        err_text(&p),
+        format!("{shown}: ENCRYPTION_SALT__v1 is missing (version v1)")
+    );
 
-        std::fs::write(&p, "ENCRYPTION_KEYS__v1=pw\nENCRYPTION_SALT__v1=s\nENCRYPTION_KEYS__v2=pw\nENCRYPTION_SALT__v2=s\n").unwrap();
+    std::fs::write(&p, "ENCRYPTION_KEYS__v1=pw\nENCRYPTION_SALT__v1=s\nENCRYPTION_KEYS__v2=pw\nENCRYPTION_SALT__v2=s\n").unwrap();
     let e = SecretsConfig::from_env_file(&p).unwrap_err().to_string();
-    assert!(e.contains("ACTIVE_ENCRYPTION_VERSION is not set") && e.contains("v1, v2"), "{e}");
+    assert!(
+        e.contains("ACTIVE_ENCRYPTION_VERSION is not set") && e.contains("v1, v2"),
+        "{e}"
+    );
 
-    std::fs::write(&p, "ENCRYPTION_KEYS__v1=pw\nENCRYPTION_SALT__v1=s\nENCRYPTION_KDF_ITERATIONS__v1=0\n").unwrap();
+    std::fs::write(
+        &p,
+        "ENCRYPTION_KEYS__v1=pw\nENCRYPTION_SALT__v1=s\nENCRYPTION_KDF_ITERATIONS__v1=0\n",
+    )
+    .unwrap();
     assert!(err_text(&p).contains("ENCRYPTION_KDF_ITERATIONS__v1: must be a whole number"));
 
-    std::fs::write(&p, "ENCRYPTION_KEYS__v1=pw\nENCRYPTION_SALT__v1=s\nACTIVE_ENCRYPTION_VERSION=v9\n").unwrap();
+    std::fs::write(
+        &p,
+        "ENCRYPTION_KEYS__v1=pw\nENCRYPTION_SALT__v1=s\nACTIVE_ENCRYPTION_VERSION=v9\n",
+    )
+    .unwrap();
     assert!(err_text(&p).contains("names version v9"));
 
     assert!(err_text(&dir.path().join("missing.env")).contains("cannot open"));
@@ -68,12 +95,19 @@ fn malformed_files_get_errors_naming_file_and_line() {
 fn a_wrong_checksum_is_an_error_and_secrets_never_appear_in_errors() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join(".env.secrets");
-    write(&p, vec![password_version("v1", "SENTINEL-PASSWORD", "c2FsdA==")], "v1");
+    write(
+        &p,
+        vec![password_version("v1", "SENTINEL-PASSWORD", "c2FsdA==")],
+        "v1",
+    );
     assert!(read_keyring(&p, &Prefixes::default()).is_ok());
     let text = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, text.replace("SENTINEL-PASSWORD", "SENTINEL-PASSWORd")).unwrap();
     let e = err_text(&p);
-    assert!(e.contains("checksum mismatch") && !e.contains("SENTINEL"), "{e}");
+    assert!(
+        e.contains("checksum mismatch") && !e.contains("SENTINEL"),
+        "{e}"
+    );
     // The facade refuses it too.
     let e = SecretsConfig::from_env_file(&p).unwrap_err().to_string();
     assert!(e.contains("checksum mismatch"), "{e}");
@@ -94,7 +128,11 @@ fn comments_and_other_variables_are_kept_byte_for_byte() {
     let names: Vec<&str> = values.iter().map(|(k, _)| k.as_str()).collect();
     assert!(names.contains(&"DATABASE_URL") && names.contains(&"TOKEN"));
     let keyring = read_keyring(&p, &Prefixes::default()).unwrap();
-    assert_eq!(keyring.versions.len(), 2, "the first version survives the second write");
+    assert_eq!(
+        keyring.versions.len(),
+        2,
+        "the first version survives the second write"
+    );
     assert_eq!(keyring.active.as_deref(), Some("v2"));
 }
 
@@ -105,10 +143,16 @@ fn new_files_are_private_and_existing_modes_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join(".env.secrets");
     write(&p, vec![password_version("v1", "pw", "c2FsdA==")], "v1");
-    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
     write(&p, vec![password_version("v2", "pw", "c2FsdA==")], "v2");
-    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
 }
 
 #[test]
@@ -117,8 +161,10 @@ fn a_temporary_file_left_by_a_killed_writer_is_reused() {
     let p = dir.path().join(".env.secrets");
     std::fs::write(persist::temp_path(&p), "half-written garbage").unwrap();
     write(&p, vec![password_version("v1", "pw", "c2FsdA==")], "v1");
-    let names: Vec<String> =
-        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names, [".env.secrets"], "no temporary file left behind");
 }
 
@@ -132,7 +178,10 @@ fn values_python_dotenv_cannot_read_back_are_refused() {
         Ok::<_, PersistError>(k)
     });
     let e = result.unwrap_err().to_string();
-    assert!(e.starts_with("ENCRYPTION_KEYS__v1:") && !e.contains("pa${HOME}ss"), "{e}");
+    assert!(
+        e.starts_with("ENCRYPTION_KEYS__v1:") && !e.contains("pa${HOME}ss"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -142,7 +191,12 @@ fn managers_round_trip_through_files() {
     let m = SecretsManager::new(
         SecretsConfig::builder()
             .key("v1", "first password", "random-salt-value")
-            .fernet_key("raw", secrets_manager::fernet::Key::generate().to_base64().as_str())
+            .fernet_key(
+                "raw",
+                secrets_manager::fernet::Key::generate()
+                    .to_base64()
+                    .as_str(),
+            )
             .activated_at("v1", 1_600_000_000)
             .active_version("v1")
             .kdf_iterations(2_000)
@@ -151,17 +205,31 @@ fn managers_round_trip_through_files() {
     )
     .unwrap();
     let (_, t1) = m.encrypt(b"one").unwrap();
-    m.rotate_to_new_version("v2", "second").persist_to_file(&p).apply().unwrap();
+    m.rotate_to_new_version("v2", "second")
+        .persist_to_file(&p)
+        .apply()
+        .unwrap();
     let (_, t2) = m.encrypt(b"two").unwrap();
 
     let loaded = SecretsManager::new(SecretsConfig::from_env_file(&p).unwrap()).unwrap();
     assert_eq!(loaded.active_version(), "v2");
-        // Ordered by activation time, unknown first.
-    assert_eq!(loaded.versions().iter().map(|v| v.as_str()).collect::<Vec<_>>(), ["raw", "v1", "v2"]);
+    // Ordered by activation time, unknown first.
+    assert_eq!(
+        loaded
+            .versions()
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Vec<_>>(),
+        ["raw", "v1", "v2"]
+    );
     assert_eq!(&*loaded.decrypt(&t1).unwrap().1, b"one");
     assert_eq!(&*loaded.decrypt(&t2).unwrap().1, b"two");
-        let info = loaded.version_info().unwrap();
-    assert_eq!(info[1].iterations, Some(2_000), "non-default iterations are recorded");
+    let info = loaded.version_info().unwrap();
+    assert_eq!(
+        info[1].iterations,
+        Some(2_000),
+        "non-default iterations are recorded"
+    );
     assert_eq!(info[1].activated_at, Some(1_600_000_000));
     let text = std::fs::read_to_string(&p).unwrap();
     assert!(text.contains("ENCRYPTION_KDF_ITERATIONS__v1=\"2000\""));
