@@ -22,6 +22,9 @@ pub struct SecretsConfig {
     pub(crate) kdf_iterations: NonZeroU32,
     pub(crate) verify_salt_integrity: bool,
     pub(crate) audit: Option<AuditHook>,
+    /// Where each loaded version came from (file or environment) and its
+    /// salt-hash variable, for errors found when the manager starts.
+    pub(crate) origins: Vec<(Version, String, String)>,
 }
 
 impl fmt::Debug for SecretsConfig {
@@ -93,6 +96,8 @@ struct Pending {
     source: PendingSource,
     /// Iterations recorded for this version (files may carry them).
     iterations: Option<u32>,
+    /// For loaded versions: where from, and the salt-hash variable.
+    origin: Option<(String, String)>,
 }
 
 /// Builds a [`SecretsConfig`]. Setters never fail; [`build`](Self::build)
@@ -176,6 +181,7 @@ impl SecretsConfigBuilder {
                 salt_hash: None,
             },
             iterations: None,
+            origin: None,
         });
         self
     }
@@ -198,6 +204,7 @@ impl SecretsConfigBuilder {
                 salt_hash: Some(salt_hash_hex.to_owned()),
             },
             iterations: None,
+            origin: None,
         });
         self
     }
@@ -210,6 +217,7 @@ impl SecretsConfigBuilder {
             name: version.to_owned(),
             source: PendingSource::Fernet(base64url_fernet_key.to_owned()),
             iterations: None,
+            origin: None,
         });
         self
     }
@@ -322,7 +330,7 @@ impl SecretsConfigBuilder {
             if let Some(t) = v.activated_at {
                 self.activated.push((v.name.clone(), t));
             }
-            let source = match v.key {
+            let pending = match v.key {
                 StoredKey::Password {
                     password,
                     salt,
@@ -334,10 +342,15 @@ impl SecretsConfigBuilder {
                 },
                 StoredKey::Fernet(key) => PendingSource::Fernet(key.expose_secret().to_owned()),
             };
+            let origin = Some((
+                source.to_string(),
+                format!("{}{}", prefixes.salt_hash, v.name),
+            ));
             self.versions.push(Pending {
                 name: v.name,
-                source,
+                source: pending,
                 iterations: v.iterations,
+                origin,
             });
         }
         Ok(self)
@@ -357,8 +370,12 @@ impl SecretsConfigBuilder {
             return Err(KeystoreError::NoVersions.into());
         }
         let mut versions: Vec<VersionSpec> = Vec::with_capacity(self.versions.len());
+        let mut origins = Vec::new();
         for pending in self.versions {
             let name = Version::new(&pending.name)?;
+            if let Some((origin, variable)) = pending.origin {
+                origins.push((name, origin, variable));
+            }
             if versions.iter().any(|v| v.name == name) {
                 return Err(KeystoreError::DuplicateVersion(name).into());
             }
@@ -433,6 +450,7 @@ impl SecretsConfigBuilder {
             kdf_iterations: iterations,
             verify_salt_integrity: self.verify_salt_integrity,
             audit: self.audit,
+            origins,
         })
     }
 }

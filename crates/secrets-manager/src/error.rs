@@ -29,6 +29,17 @@ pub enum Error {
     /// and line, or the variable).
     #[error(transparent)]
     Persist(Arc<persist::PersistError>),
+    /// A problem with a version loaded from a file or the environment,
+    /// found when the manager started (a salt that fails its hash).
+    #[error("{origin}: {variable}: {source}")]
+    Loaded {
+        /// The file, or the process environment.
+        origin: String,
+        /// The variable involved.
+        variable: String,
+        /// What is wrong.
+        source: keystore::KeystoreError,
+    },
     /// `kdf_iterations(0)`.
     #[error("kdf_iterations must be at least 1")]
     ZeroIterations,

@@ -10,9 +10,9 @@ use zeroize::Zeroizing;
 
 use crate::audit::{AuditEvent, AuditHook};
 use crate::config::SecretsConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kdf::Salt;
-use crate::keystore::{KeyMaterial, KeyStore, Options, VersionInfo, VersionSpec};
+use crate::keystore::{KeyMaterial, KeyStore, KeystoreError, Options, VersionInfo, VersionSpec};
 use crate::{Statistics, Version, fernet};
 
 /// Encrypts and decrypts application secrets under versioned keys, and
@@ -73,7 +73,23 @@ impl SecretsManager {
         let options = Options {
             verify_salt_integrity: config.verify_salt_integrity,
         };
-        let store = KeyStore::new(config.versions, config.active, options)?;
+        let origins = config.origins;
+        let store = KeyStore::new(config.versions, config.active, options).map_err(|e| {
+            let version = match &e {
+                KeystoreError::SaltIntegrity(v) | KeystoreError::SaltHash { version: v, .. } => {
+                    Some(*v)
+                }
+                _ => None,
+            };
+            match origins.into_iter().find(|(v, _, _)| Some(*v) == version) {
+                Some((_, origin, variable)) => Error::Loaded {
+                    origin,
+                    variable,
+                    source: e,
+                },
+                None => e.into(),
+            }
+        })?;
         Ok(Self {
             store,
             iterations: config.kdf_iterations,

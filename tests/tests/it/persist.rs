@@ -266,3 +266,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_bad_salt_hash_in_a_file_names_the_file_and_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env.secrets");
+    std::fs::write(
+        &p,
+        format!("ENCRYPTION_KEYS__v1=\"pw\"\nENCRYPTION_SALT__v1=\"c2FsdA==\"\nENCRYPTION_SALT_HASH__v1=\"{}\"\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    let e = SecretsManager::new(SecretsConfig::from_env_file(&p).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}: ENCRYPTION_SALT_HASH__v1: salt integrity check failed for version v1",
+            p.display()
+        )),
+        "{e}"
+    );
+    // With verification off, the same file loads.
+    let config = SecretsConfig::builder()
+        .verify_salt_integrity(false)
+        .env_file(&p)
+        .unwrap()
+        .build()
+        .unwrap();
+    assert!(SecretsManager::new(config).is_ok());
+}
