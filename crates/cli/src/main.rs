@@ -202,23 +202,9 @@ fn init(cli: &Cli, version: &str, out: &mut Vec<u8>) -> Result<()> {
         .kdf_iterations(cli.iterations)
         .build()?;
     let manager = SecretsManager::new(config)?;
-    // Refuse, under the file's lock, a file that already holds keys.
+    // Refused, under the file's lock, if the file already holds keys.
     let path = &cli.env_file;
-    let refused = std::cell::Cell::new(false);
-    let check = persist::update_keyring(path, &Prefixes::default(), |keyring| {
-        if !keyring.versions.is_empty() {
-            refused.set(true);
-        }
-        Ok::<_, persist::PersistError>(keyring)
-    });
-    if refused.get() {
-        bail!(
-            "{} already holds keys; refusing to overwrite them (use rotate to add a version)",
-            path.display()
-        );
-    }
-    check.with_context(|| format!("cannot initialise {}", path.display()))?;
-    manager.persist_to_file(path)?;
+    manager.create_keyring_file(path)?;
     writeln!(
         out,
         "created {} with version {} (active)",

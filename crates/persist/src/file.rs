@@ -123,14 +123,16 @@ fn verify_checksum(path: &Path, parsed: &Parsed, prefixes: &Prefixes) -> Result<
 /// variable.
 pub fn read_keyring(path: impl AsRef<Path>, prefixes: &Prefixes) -> Result<Keyring, PersistError> {
     let path = path.as_ref();
+    parse_keyring_bytes(path, &read_bytes(path)?, prefixes).map(|(_, keyring)| keyring)
+}
+
+fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, PersistError> {
     let mut bytes = Zeroizing::new(Vec::new());
     File::open(path)
         .map_err(io(path, "cannot open"))?
         .read_to_end(&mut bytes)
         .map_err(io(path, "cannot read"))?;
-    let parsed = parse_text(path, &bytes)?;
-    verify_checksum(path, &parsed, prefixes)?;
-    keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)
+    Ok(bytes)
 }
 
 /// A `.env` file's variables exactly as python-dotenv's `dotenv_values`
@@ -143,12 +145,7 @@ pub fn read_keyring(path: impl AsRef<Path>, prefixes: &Prefixes) -> Result<Keyri
 /// skip, or defines a variable twice.
 pub fn dotenv_values(path: impl AsRef<Path>) -> Result<DotenvValues, PersistError> {
     let path = path.as_ref();
-    let mut bytes = Zeroizing::new(Vec::new());
-    File::open(path)
-        .map_err(io(path, "cannot open"))?
-        .read_to_end(&mut bytes)
-        .map_err(io(path, "cannot read"))?;
-    Ok(parse_text(path, &bytes)?.values)
+    Ok(parse_text(path, &read_bytes(path)?)?.values)
 }
 
 /// As [`dotenv_values`] and [`read_keyring`], on bytes already in memory;
@@ -216,18 +213,26 @@ pub fn update_keyring<E: From<PersistError>>(
 ) -> Result<Keyring, E> {
     let path = path.as_ref();
     let (mut lock, created) = lock_file(path)?;
-    let mut bytes = Zeroizing::new(Vec::new());
-    lock.read_to_end(&mut bytes)
-        .map_err(io(path, "cannot read"))?;
-    let parsed = parse_text(path, &bytes)?;
-    verify_checksum(path, &parsed, prefixes)?;
-    let current = keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)?;
-    let updated = update(current)?;
-    let text = render(path, &parsed, &updated, prefixes)?;
-    let mode = if created { None } else { existing_mode(&lock) };
-    write_atomically(path, text.as_bytes(), mode)?;
+    let result = (|| {
+        let mut bytes = Zeroizing::new(Vec::new());
+        lock.read_to_end(&mut bytes)
+            .map_err(io(path, "cannot read"))?;
+        let parsed = parse_text(path, &bytes)?;
+        verify_checksum(path, &parsed, prefixes)?;
+        let current = keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)?;
+        let updated = update(current)?;
+        let text = render(path, &parsed, &updated, prefixes)?;
+        let mode = if created { None } else { existing_mode(&lock) };
+        write_atomically(path, text.as_bytes(), mode)?;
+        Ok(updated)
+    })();
+    if result.is_err() && created {
+        // Leave no empty file behind for a write that did not happen; a
+        // writer waiting on it will see it gone and start afresh.
+        let _ = std::fs::remove_file(path);
+    }
     drop(lock);
-    Ok(updated)
+    result
 }
 
 /// The new file text: the old text without keyring variables (or our

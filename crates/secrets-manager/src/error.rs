@@ -40,6 +40,13 @@ pub enum Error {
         /// What is wrong.
         source: keystore::KeystoreError,
     },
+    /// [`create_keyring_file`](crate::SecretsManager::create_keyring_file)
+    /// found keys in the file.
+    #[error("{} already holds keys; refusing to overwrite them (rotate to add a version)", .path.display())]
+    KeyringExists {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// `kdf_iterations(0)`.
     #[error("kdf_iterations must be at least 1")]
     ZeroIterations,

@@ -36,6 +36,22 @@ impl SecretsManager {
         path: impl AsRef<Path>,
         prefixes: &Prefixes,
     ) -> Result<()> {
+        self.write_keyring(path.as_ref(), prefixes, false)
+    }
+
+    /// Writes the keyring to a new `.env` file, or one that holds no keys
+    /// yet (other variables are kept). The check and the write happen under
+    /// the file's lock, so two processes cannot both initialise it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyringExists`] when the file already holds keys; otherwise
+    /// as [`persist_to_file`](Self::persist_to_file).
+    pub fn create_keyring_file(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.write_keyring(path.as_ref(), &Prefixes::default(), true)
+    }
+
+    fn write_keyring(&self, path: &Path, prefixes: &Prefixes, must_be_empty: bool) -> Result<()> {
         let mut ours = Vec::new();
         self.store().for_each_material(|info, material| {
             let key = match material {
@@ -59,14 +75,19 @@ impl SecretsManager {
             });
         })?;
         let active = self.store().active_version()?.to_string();
-        persist::update_keyring(path.as_ref(), prefixes, |mut keyring| {
+        persist::update_keyring(path, prefixes, |mut keyring| {
+            if must_be_empty && !keyring.versions.is_empty() {
+                return Err(Error::KeyringExists {
+                    path: path.to_owned(),
+                });
+            }
             for version in ours {
                 keyring.upsert(version);
             }
             keyring.active = Some(active);
             Ok::<_, Error>(keyring)
         })?;
-        tracing::info!(path = %path.as_ref().display(), "persisted keyring");
+        tracing::info!(path = %path.display(), "persisted keyring");
         Ok(())
     }
 }

@@ -295,3 +295,31 @@ fn a_bad_salt_hash_in_a_file_names_the_file_and_variable() {
         .unwrap();
     assert!(SecretsManager::new(config).is_ok());
 }
+
+#[test]
+fn a_failed_first_write_leaves_no_empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".env.secrets");
+    let m = SecretsManager::new(
+        SecretsConfig::builder()
+            .key("v1", "pa${HOME}ss", "s")
+            .kdf_iterations(1_000)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(m.persist_to_file(&p).is_err());
+    assert!(!p.exists());
+    // create_keyring_file refuses a file with keys, under the lock.
+    let ok = SecretsManager::new(
+        SecretsConfig::builder()
+            .key("v1", "pw", "s")
+            .kdf_iterations(1_000)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    ok.create_keyring_file(&p).unwrap();
+    let e = ok.create_keyring_file(&p).unwrap_err().to_string();
+    assert!(e.contains("already holds keys"), "{e}");
+}
