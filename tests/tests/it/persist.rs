@@ -323,3 +323,39 @@ fn a_failed_first_write_leaves_no_empty_file() {
     let e = ok.create_keyring_file(&p).unwrap_err().to_string();
     assert!(e.contains("already holds keys"), "{e}");
 }
+
+#[test]
+fn prefixes_can_be_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.env");
+    std::fs::write(
+        &p,
+        "MYAPP_KEY__Main=\"pw\"\nMYAPP_SALT__Main=\"c2FsdA==\"\nMYAPP_ACTIVE=main\n",
+    )
+    .unwrap();
+    let prefixes = Prefixes {
+        keys: "MYAPP_KEY__".into(),
+        salt: "MYAPP_SALT__".into(),
+        active: "MYAPP_ACTIVE".into(),
+        ..Prefixes::default()
+    };
+    let config = SecretsConfig::builder()
+        .kdf_iterations(1_000)
+        .env_file_with_prefixes(&p, &prefixes)
+        .unwrap()
+        .build()
+        .unwrap();
+    let m = SecretsManager::new(config).unwrap();
+    assert_eq!(m.active_version(), "main");
+    // The default names find nothing there.
+    let e = SecretsConfig::from_env_file(&p).unwrap_err().to_string();
+    assert!(e.contains("no key versions"), "{e}");
+    m.rotate_to_new_version("next", "pw2").apply().unwrap();
+    m.persist_to_file_with_prefixes(&p, &prefixes).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(
+        text.contains("MYAPP_KEY__next=") && text.contains("MYAPP_ACTIVE=\"next\""),
+        "{text}"
+    );
+    assert_eq!(read_keyring(&p, &prefixes).unwrap().versions.len(), 2);
+}
