@@ -846,3 +846,53 @@ impl KeyStore {
         self.ring.load().is_none()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, at: Option<u64>) -> VersionSpec {
+        VersionSpec {
+            name: Version::new(name).unwrap(),
+            material: KeyMaterial::Fernet(Key::generate()),
+            activated_at: at,
+        }
+    }
+
+    #[test]
+    fn activate_switches_back_to_an_existing_version() {
+        let (v1, v2) = (Version::new("v1").unwrap(), Version::new("v2").unwrap());
+        let store = KeyStore::new(
+            vec![spec("v1", Some(10)), spec("v2", Some(20))],
+            v2,
+            Options::default(),
+        )
+        .unwrap();
+        store.activate(&v1, Some(30)).unwrap();
+        assert_eq!(store.active_version().unwrap(), v1);
+        assert_eq!(store.statistics().rotations, 1);
+        let info = store.version_info().unwrap();
+        assert_eq!(info[0].activated_at, Some(30));
+        assert_eq!(info[0].kind, Some(KeyKind::Fernet));
+        store.retire(&v2).unwrap();
+        assert!(
+            matches!(store.activate(&v2, None), Err(KeystoreError::VersionRetired(v)) if v == v2)
+        );
+        assert!(matches!(store.retire(&v1), Err(KeystoreError::ActiveVersion(v)) if v == v1));
+    }
+
+    #[test]
+    fn the_timeline_picks_the_version_active_at_a_time() {
+        let store = KeyStore::new(
+            vec![spec("a", Some(100)), spec("b", None), spec("c", Some(300))],
+            Version::new("c").unwrap(),
+            Options::default(),
+        )
+        .unwrap();
+        let ring = store.ring.load_full().unwrap();
+        assert_eq!(ring.active_at(99), None);
+        assert_eq!(ring.active_at(100), Some(0));
+        assert_eq!(ring.active_at(299), Some(0));
+        assert_eq!(ring.active_at(u64::MAX), Some(2));
+    }
+}

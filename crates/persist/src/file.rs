@@ -260,8 +260,9 @@ fn render(
             rest.push_str(line);
         }
     }
-    // Keep at most one blank line of separation before the block.
-    let kept = rest.trim_end_matches(['\n', '\r', ' ', '\t']);
+    // One blank line separates the block from what precedes it; only line
+    // ends are trimmed, so the kept text is otherwise unchanged.
+    let kept = rest.trim_end_matches(['\n', '\r']);
     let mut text = Zeroizing::new(String::with_capacity(kept.len() + 1024));
     text.push_str(kept);
     if !text.is_empty() {
