@@ -39,6 +39,12 @@ const TARGETS: &[(&str, &str, f64, &str)] = &[
         1.15,
         "decrypt 1 MiB within 1.15x of the bare primitives",
     ),
+    (
+        "decrypt/1MiB",
+        "primitives-zeroizing",
+        1.15,
+        "decrypt 1 MiB within 1.15x of the bare primitives returning a zeroizing buffer too",
+    ),
 ];
 
 pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
@@ -83,8 +89,14 @@ fn fmt_ns(ns: f64) -> String {
 
 fn report(criterion: &Path) -> Result<()> {
     println!(
-        "\n{:<14} {:>11} {:>13} {:>11} {:>14} {:>16}",
-        "benchmark", "ours", "fernet crate", "primitives", "peer / ours", "ours / primitives"
+        "\n{:<14} {:>11} {:>13} {:>11} {:>12} {:>18} {:>20}",
+        "benchmark",
+        "ours",
+        "fernet crate",
+        "primitives",
+        "peer / ours",
+        "ours / primitives",
+        "ours / prim.+zeroize"
     );
     for op in ["encrypt", "decrypt"] {
         for size in ["32B", "1KiB", "64KiB", "1MiB"] {
@@ -93,13 +105,16 @@ fn report(criterion: &Path) -> Result<()> {
                 .with_context(|| format!("no result for {group}"))?;
             let peer = median(criterion, &group, "fernet-crate").unwrap_or(f64::NAN);
             let bare = median(criterion, &group, "primitives").unwrap_or(f64::NAN);
+            let zeroizing = median(criterion, &group, "primitives-zeroizing")
+                .map_or_else(|| "-".to_owned(), |z| format!("{:.2}x", ours / z));
             println!(
-                "{group:<14} {:>11} {:>13} {:>11} {:>13.2}x {:>15.2}x",
+                "{group:<14} {:>11} {:>13} {:>11} {:>11.2}x {:>17.2}x {:>20}",
                 fmt_ns(ours),
                 fmt_ns(peer),
                 fmt_ns(bare),
                 peer / ours,
-                ours / bare
+                ours / bare,
+                zeroizing
             );
         }
     }
