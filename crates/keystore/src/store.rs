@@ -544,7 +544,7 @@ impl KeyStore {
             .and_then(|h| Version::from_setting(h).ok())
             .and_then(|v| ring.index.get(&v).copied());
         let by_time = ring.active_at(parsed.timestamp());
-                let first = [hinted, by_time, Some(ring.active)];
+        let first = [hinted, by_time, Some(ring.active)];
 
         // Fast path: the first candidate, with its key cached, opens most
         // tokens; try it without the general loop's machinery.
@@ -578,7 +578,7 @@ impl KeyStore {
         let rest = (0..ring.entries.len())
             .rev()
             .filter(|i| !first.contains(&Some(*i)));
-                for index in order.by_ref().chain(rest).filter(|&i| Some(i) != skip) {
+        for index in order.by_ref().chain(rest).filter(|&i| Some(i) != skip) {
             token = match self.try_open(&ring.entries[index], token, lookups)? {
                 Ok(opened) => return Ok(opened),
                 Err(unopened) => unopened,
