@@ -184,7 +184,6 @@ pub(crate) fn coarse_unix_seconds() -> Option<u64> {
 
 /// Fallback fork detection: a new process id means a new generation.
 #[cfg(unix)]
-#[allow(dead_code)] // unused on Linux kernels with MADV_WIPEONFORK
 fn pid_check() {
     use std::sync::atomic::AtomicU32;
     static PID: AtomicU32 = AtomicU32::new(0);

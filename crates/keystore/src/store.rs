@@ -225,6 +225,27 @@ impl Ring {
         self.entries.iter().map(|e| e.name).collect()
     }
 
+    /// What is known about entry `i`, without its key.
+    fn info(&self, i: usize) -> VersionInfo {
+        let e = &self.entries[i];
+        let material = e.material.as_deref();
+        VersionInfo {
+            version: e.name,
+            active: i == self.active,
+            state: e.state,
+            activated_at: e.activated_at,
+            kind: material.map(|m| match m {
+                KeyMaterial::Password { .. } => KeyKind::Password,
+                KeyMaterial::Fernet(_) => KeyKind::Fernet,
+            }),
+            iterations: match material {
+                Some(KeyMaterial::Password { iterations, .. }) => Some(iterations.get()),
+                _ => None,
+            },
+            decryptions: e.decryptions.get(),
+        }
+    }
+
     fn find(&self, version: &Version) -> Result<usize, KeystoreError> {
         self.index
             .get(version)
@@ -234,6 +255,18 @@ impl Ring {
                 available: self.names(),
             })
     }
+}
+
+/// Decryption's trial order over `len` versions: the `first` candidates
+/// (hint, version active at the token's time, active version), each once,
+/// then every other version, newest first.
+fn trial_order(len: usize, first: [Option<usize>; 3]) -> impl Iterator<Item = usize> {
+    let firsts = first
+        .into_iter()
+        .enumerate()
+        .filter_map(move |(i, c)| c.filter(|c| !first[..i].contains(&Some(*c))));
+    let rest = (0..len).rev().filter(move |i| !first.contains(&Some(*i)));
+    firsts.chain(rest)
 }
 
 /// A versioned keyring: one active version encrypts, every usable version
@@ -361,12 +394,10 @@ impl KeyStore {
         Ok(())
     }
 
-    fn ring(&self) -> Result<Guard<Option<Arc<Ring>>>, KeystoreError> {
-        let ring = self.ring.load();
-        if ring.is_none() {
-            return Err(KeystoreError::CleanedUp);
-        }
-        Ok(ring)
+    /// The current snapshot; `None` inside after cleanup (callers turn that
+    /// into [`KeystoreError::CleanedUp`]).
+    fn ring(&self) -> Guard<Option<Arc<Ring>>> {
+        self.ring.load()
     }
 
     /// Runs `f` with the version's expanded key, deriving it first if it is
@@ -446,7 +477,7 @@ impl KeyStore {
         msg: &[u8],
         timestamp: u64,
     ) -> Result<(Version, String), KeystoreError> {
-        let ring = self.ring()?;
+        let ring = self.ring();
         let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
         let entry = &ring.entries[ring.active];
         match self.with_fernet(entry, |f| f.encrypt_at_time(msg, timestamp)) {
@@ -533,7 +564,7 @@ impl KeyStore {
         now: u64,
         lookups: &mut u64,
     ) -> Result<Opened, KeystoreError> {
-        let ring = self.ring()?;
+        let ring = self.ring();
         let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
         let parsed = UnverifiedToken::parse(token).map_err(|_| KeystoreError::InvalidToken)?;
         parsed
@@ -545,40 +576,15 @@ impl KeyStore {
             .and_then(|v| ring.index.get(&v).copied());
         let by_time = ring.active_at(parsed.timestamp());
         let first = [hinted, by_time, Some(ring.active)];
-
-        // Fast path: the first candidate, with its key cached, opens most
-        // tokens; try it without the general loop's machinery.
-        let mut token = parsed;
+        // The first candidate opens most tokens: try it before building
+        // the trial order (which starts with it), keeping the common path
+        // short.
         let first_choice = hinted.or(by_time).unwrap_or(ring.active);
-        let entry = &ring.entries[first_choice];
-        if entry.state == VersionState::Usable
-            && let Some(fernet) = entry.cache.fernet.get()
-        {
-            *lookups += 1;
-            token = match token.verify(fernet) {
-                Ok(verified) => {
-                    let timestamp = verified.timestamp();
-                    match verified.decrypt() {
-                        Ok(msg) => {
-                            entry.decryptions.incr();
-                            return Ok((entry.name, timestamp, msg));
-                        }
-                        Err(unopened) => unopened,
-                    }
-                }
-                Err(unopened) => unopened,
-            };
-        }
-        // The fast path tried `first_choice` only if its key was cached.
-        let skip = (*lookups > 0).then_some(first_choice);
-        let mut order = first
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.filter(|c| !first[..i].contains(&Some(*c))));
-        let rest = (0..ring.entries.len())
-            .rev()
-            .filter(|i| !first.contains(&Some(*i)));
-        for index in order.by_ref().chain(rest).filter(|&i| Some(i) != skip) {
+        let mut token = match self.try_open(&ring.entries[first_choice], parsed, lookups)? {
+            Ok(opened) => return Ok(opened),
+            Err(unopened) => unopened,
+        };
+        for index in trial_order(ring.entries.len(), first).skip(1) {
             token = match self.try_open(&ring.entries[index], token, lookups)? {
                 Ok(opened) => return Ok(opened),
                 Err(unopened) => unopened,
@@ -594,15 +600,7 @@ impl KeyStore {
                 VersionState::Usable => {}
             }
         }
-        let tried = first
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.filter(|c| !first[..i].contains(&Some(*c))))
-            .chain(
-                (0..ring.entries.len())
-                    .rev()
-                    .filter(|i| !first.contains(&Some(*i))),
-            )
+        let tried = trial_order(ring.entries.len(), first)
             .filter(|&i| ring.entries[i].state == VersionState::Usable)
             .map(|i| ring.entries[i].name)
             .collect();
@@ -610,6 +608,7 @@ impl KeyStore {
     }
 
     /// One attempt: the token back if this version does not open it.
+    #[inline]
     fn try_open(
         &self,
         entry: &Entry,
@@ -620,15 +619,19 @@ impl KeyStore {
             return Ok(Err(token));
         }
         *lookups += 1;
-        let opened = self.with_fernet(entry, |fernet| {
-            let verified = token.verify(fernet)?;
-            let timestamp = verified.timestamp();
-            verified.decrypt().map(|msg| (entry.name, timestamp, msg))
-        })?;
-        if opened.is_ok() {
+        let fernet = match entry.cache.fernet.get() {
+            Some(fernet) => fernet,
+            None => self.derive(entry)?,
+        };
+        let verified = match token.verify(fernet) {
+            Ok(verified) => verified,
+            Err(unopened) => return Ok(Err(unopened)),
+        };
+        let timestamp = verified.timestamp();
+        Ok(verified.decrypt().map(|msg| {
             entry.decryptions.incr();
-        }
-        Ok(opened)
+            (entry.name, timestamp, msg)
+        }))
     }
 
     /// Adds a version; with `activate`, makes it the active one (a
@@ -762,7 +765,7 @@ impl KeyStore {
     ///
     /// After [`cleanup`](Self::cleanup).
     pub fn active_version(&self) -> Result<Version, KeystoreError> {
-        let ring = self.ring()?;
+        let ring = self.ring();
         let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
         Ok(ring.entries[ring.active].name)
     }
@@ -773,8 +776,10 @@ impl KeyStore {
     ///
     /// After [`cleanup`](Self::cleanup).
     pub fn versions(&self) -> Result<Vec<Version>, KeystoreError> {
-        let ring = self.ring()?;
-        Ok(ring.as_deref().map(Ring::names).unwrap_or_default())
+        let ring = self.ring();
+        ring.as_deref()
+            .map(Ring::names)
+            .ok_or(KeystoreError::CleanedUp)
     }
 
     /// Every version's state, activation time, iterations and decryption
@@ -784,28 +789,9 @@ impl KeyStore {
     ///
     /// After [`cleanup`](Self::cleanup).
     pub fn version_info(&self) -> Result<Vec<VersionInfo>, KeystoreError> {
-        let ring = self.ring()?;
+        let ring = self.ring();
         let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
-        Ok(ring
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| VersionInfo {
-                version: e.name,
-                active: i == ring.active,
-                state: e.state,
-                activated_at: e.activated_at,
-                kind: e.material.as_deref().map(|m| match m {
-                    KeyMaterial::Password { .. } => KeyKind::Password,
-                    KeyMaterial::Fernet(_) => KeyKind::Fernet,
-                }),
-                iterations: match e.material.as_deref() {
-                    Some(KeyMaterial::Password { iterations, .. }) => Some(iterations.get()),
-                    _ => None,
-                },
-                decryptions: e.decryptions.get(),
-            })
-            .collect())
+        Ok((0..ring.entries.len()).map(|i| ring.info(i)).collect())
     }
 
     /// Runs `f` on each version's name and key material, in the order
@@ -818,16 +804,12 @@ impl KeyStore {
         &self,
         mut f: impl FnMut(&VersionInfo, &KeyMaterial),
     ) -> Result<(), KeystoreError> {
-        let infos = self.version_info()?;
-        let ring = self.ring()?;
+        // One snapshot for both, so a concurrent rotation cannot mix them.
+        let ring = self.ring();
         let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
-        for info in &infos {
-            if let Some(material) = ring
-                .index
-                .get(&info.version)
-                .and_then(|&i| ring.entries[i].material.as_deref())
-            {
-                f(info, material);
+        for (i, entry) in ring.entries.iter().enumerate() {
+            if let Some(material) = entry.material.as_deref() {
+                f(&ring.info(i), material);
             }
         }
         Ok(())
