@@ -327,13 +327,13 @@ fn verify(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
         bail!("verify checks a file's checksum; it cannot be used with --from-env");
     }
     let path = &cli.env_file;
-    // Reading verifies the checksum (when present) and the file's syntax.
-    let keyring = persist::read_keyring(path, &Prefixes::default())?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let has_checksum = text
-        .lines()
-        .any(|l| l.trim_start().starts_with(&Prefixes::default().checksum));
+    let prefixes = Prefixes::default();
+    // Parsing verifies the file's syntax and its checksum, when present.
+    let bytes = secrets_manager::zeroize::Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let (values, keyring) = persist::parse_keyring_bytes(path, &bytes, &prefixes)?;
+    let has_checksum = values.iter().any(|(name, _)| *name == prefixes.checksum);
     let mut hashes = 0;
     for v in &keyring.versions {
         if let StoredKey::Password {

@@ -271,38 +271,39 @@ fn render(
 
     let mut vars = keyring::to_vars(keyring, prefixes);
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut block = Zeroizing::new(String::from(HEADER));
-    block.push('\n');
-    for (name, value) in &vars {
-        block.push_str(name);
-        block.push('=');
-        block.push_str(&quote::encode(name, value)?);
-        block.push('\n');
-    }
-
-    // The checksum is over what a reader will see: parse the result.
-    let mut draft = Zeroizing::new(format!("{}{}", text.as_str(), block.as_str()));
-    let reread = parse_text(path, draft.as_bytes())?;
-    let sum = keyring::checksum(&reread.values, &prefixes.checksum);
-    let line = format!("{}=\"{sum}\"\n", prefixes.checksum);
-    // Insert the checksum in sorted position within the block.
-    let mut lines: Vec<&str> = block.split_inclusive('\n').collect();
-    let at = lines
+    // Each value is quoted as it needs (`quote::encode`); `Zeroizing`
+    // because values are secrets.
+    let encoded = vars
         .iter()
-        .skip(1)
-        .position(|l| {
-            l.split_once('=')
-                .is_some_and(|(k, _)| k > prefixes.checksum.as_str())
-        })
-        .map_or(lines.len(), |p| p + 1);
-    lines.insert(at, &line);
-    draft = Zeroizing::new(format!("{}{}", text.as_str(), lines.concat()));
+        .map(|(name, value)| Ok((name.as_str(), Zeroizing::new(quote::encode(name, value)?))))
+        .collect::<Result<Vec<_>, PersistError>>()?;
+    let block = |checksum: Option<&str>| {
+        let mut block = Zeroizing::new(format!("{HEADER}\n"));
+        let mut pending = checksum;
+        for (name, value) in &encoded {
+            // The checksum goes in its sorted place.
+            if let Some(sum) = pending.filter(|_| *name > prefixes.checksum.as_str()) {
+                block.push_str(&format!("{}=\"{sum}\"\n", prefixes.checksum));
+                pending = None;
+            }
+            block.push_str(name);
+            block.push('=');
+            block.push_str(value);
+            block.push('\n');
+        }
+        if let Some(sum) = pending {
+            block.push_str(&format!("{}=\"{sum}\"\n", prefixes.checksum));
+        }
+        block
+    };
 
-    // Read back what will be written: every keyring value must be exact.
-    let check = parse_text(path, draft.as_bytes())?;
-    verify_checksum(path, &check, prefixes)?;
+    // Read the text back as a reader will: every keyring value must come
+    // back exact, and the checksum is over what a reader sees. (The checksum
+    // line itself, hex in double quotes, reads back as written.)
+    let draft = Zeroizing::new(format!("{}{}", text.as_str(), block(None).as_str()));
+    let reread = parse_text(path, draft.as_bytes())?;
     for (name, value) in &vars {
-        let got = check
+        let got = reread
             .values
             .iter()
             .find(|(k, _)| k == name)
@@ -314,7 +315,12 @@ fn render(
             });
         }
     }
-    Ok(draft)
+    let sum = keyring::checksum(&reread.values, &prefixes.checksum);
+    Ok(Zeroizing::new(format!(
+        "{}{}",
+        text.as_str(),
+        block(Some(&sum)).as_str()
+    )))
 }
 
 /// Opens and exclusively locks `path`, creating it (mode 0600) if needed.

@@ -88,7 +88,8 @@ enum PendingSource {
         salt: Salt,
         salt_hash: Option<String>,
     },
-    Fernet(String),
+    /// The key text, held as a secret until it is parsed.
+    Fernet(SecretString),
 }
 
 struct Pending {
@@ -168,54 +169,54 @@ impl SecretsConfigBuilder {
     /// [`Salt`].
     #[must_use]
     pub fn key(
-        mut self,
+        self,
         version: &str,
         password: impl Into<SecretString>,
         salt: impl Into<Salt>,
     ) -> Self {
-        self.versions.push(Pending {
-            name: version.to_owned(),
-            source: PendingSource::Password {
+        self.add(
+            version,
+            PendingSource::Password {
                 password: password.into(),
                 salt: salt.into(),
                 salt_hash: None,
             },
-            iterations: None,
-            origin: None,
-        });
-        self
+        )
     }
 
     /// As [`key`](Self::key), with the salt's expected SHA-256 (lower-case
     /// hex), checked when salt integrity verification is on.
     #[must_use]
     pub fn key_with_salt_hash(
-        mut self,
+        self,
         version: &str,
         password: impl Into<SecretString>,
         salt: impl Into<Salt>,
         salt_hash_hex: &str,
     ) -> Self {
-        self.versions.push(Pending {
-            name: version.to_owned(),
-            source: PendingSource::Password {
+        let salt_hash = Some(salt_hash_hex.to_owned());
+        self.add(
+            version,
+            PendingSource::Password {
                 password: password.into(),
                 salt: salt.into(),
-                salt_hash: Some(salt_hash_hex.to_owned()),
+                salt_hash,
             },
-            iterations: None,
-            origin: None,
-        });
-        self
+        )
     }
 
     /// Adds a version with a raw Fernet key (44 characters of URL-safe
     /// base64, as `Fernet.generate_key()` makes): nothing to derive.
     #[must_use]
-    pub fn fernet_key(mut self, version: &str, base64url_fernet_key: &str) -> Self {
+    pub fn fernet_key(self, version: &str, base64url_fernet_key: &str) -> Self {
+        self.add(version, PendingSource::Fernet(base64url_fernet_key.into()))
+    }
+
+    /// A version given in code (no recorded iterations, no file origin).
+    fn add(mut self, version: &str, source: PendingSource) -> Self {
         self.versions.push(Pending {
             name: version.to_owned(),
-            source: PendingSource::Fernet(base64url_fernet_key.to_owned()),
+            source,
             iterations: None,
             origin: None,
         });
@@ -340,7 +341,7 @@ impl SecretsConfigBuilder {
                     salt: Salt::from(salt),
                     salt_hash,
                 },
-                StoredKey::Fernet(key) => PendingSource::Fernet(key.expose_secret().to_owned()),
+                StoredKey::Fernet(key) => PendingSource::Fernet(key),
             };
             let origin = Some((
                 source.to_string(),
@@ -397,12 +398,12 @@ impl SecretsConfigBuilder {
                     }
                 }
                 PendingSource::Fernet(text) => {
-                    let key = Key::from_base64(zeroize::Zeroizing::new(text).as_bytes()).map_err(
-                        |source| Error::FernetKey {
+                    let key = Key::from_base64(text.expose_secret()).map_err(|source| {
+                        Error::FernetKey {
                             version: name,
                             source,
-                        },
-                    )?;
+                        }
+                    })?;
                     KeyMaterial::Fernet(key)
                 }
             };
