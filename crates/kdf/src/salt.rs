@@ -102,10 +102,30 @@ impl Salt {
         std::hint::black_box(diff) == 0
     }
 
-    /// URL-safe base64 with padding: how the `.env` file stores salts.
+    /// URL-safe base64 with padding: how the Python package stores salts.
+    ///
+    /// Beware: some base64 texts are also valid hex, and a reader that
+    /// normalises strings (this crate's [`Salt::from_text`], the Python
+    /// package) decodes those as hex, to other bytes. Files use
+    /// [`to_text`](Self::to_text).
     #[must_use]
     pub fn to_base64url(&self) -> String {
         base64::engine::general_purpose::URL_SAFE.encode(&self.0)
+    }
+
+    /// The text a `.env` file stores: URL-safe base64 with padding, unless
+    /// that text is also valid hex (a reader would then decode it as hex, to
+    /// other bytes), in which case the salt's own hex. Either way,
+    /// [`Salt::from_text`] and the Python package's normalisation give back
+    /// exactly these bytes.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        let b64 = self.to_base64url();
+        if decode_hex(&b64).is_some() {
+            to_hex(&self.0)
+        } else {
+            b64
+        }
     }
 }
 
@@ -306,5 +326,23 @@ mod tests {
         }
         assert_eq!(Salt::generate().len(), 16);
         assert_ne!(Salt::generate(), Salt::generate());
+    }
+
+    #[test]
+    fn file_text_reads_back_even_when_base64_looks_like_hex() {
+        // URL-safe base64 of these bytes is "1234abcd", which is hex.
+        let tricky = Salt::from(vec![0xd7, 0x6d, 0xf8, 0x69, 0xb7, 0x1d]);
+        assert_eq!(tricky.to_base64url(), "1234abcd");
+        assert_ne!(Salt::from(tricky.to_base64url().as_str()), tricky);
+        assert_eq!(tricky.to_text(), "d76df869b71d");
+        assert_eq!(Salt::from(tricky.to_text().as_str()), tricky);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn file_text_round_trips_for_every_length(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..=64)) {
+            let salt = Salt::from(bytes);
+            proptest::prop_assert_eq!(Salt::from(salt.to_text().as_str()), salt);
+        }
     }
 }

@@ -62,7 +62,7 @@ impl SecretsManager {
                     ..
                 } => StoredKey::Password {
                     password: password.expose_secret().into(),
-                    salt: salt.to_base64url(),
+                    salt: salt.to_text(),
                     salt_hash: Some(salt_hash.clone().unwrap_or_else(|| salt.sha256_hex())),
                 },
                 KeyMaterial::Fernet(key) => StoredKey::Fernet(key.to_base64().as_str().into()),
