@@ -67,11 +67,15 @@ enum Command {
         hint: Option<String>,
     },
     /// Add a version, make it active and write the file (existing versions
-    /// are kept).
+    /// are kept; a name the file already has is refused).
     Rotate {
         /// The new version's name.
         #[arg(long, value_name = "V")]
         new_version: String,
+        /// Add the version without making it active (stage it; `activate`
+        /// switches to it later).
+        #[arg(long)]
+        no_activate: bool,
         /// Read the password from the first line of stdin (default: random).
         #[arg(long)]
         password_stdin: bool,
@@ -79,6 +83,28 @@ enum Command {
         /// base64, or text (default: 16 random bytes).
         #[arg(long, value_name = "S")]
         salt: Option<String>,
+    },
+    /// Make an existing version the active one.
+    Activate {
+        /// The version.
+        #[arg(value_name = "V")]
+        version: String,
+    },
+    /// Stop a version from decrypting; its key stays in the file.
+    Retire {
+        /// The version.
+        #[arg(value_name = "V")]
+        version: String,
+    },
+    /// Erase a version's key from the file for good, leaving its name as a
+    /// tombstone. Tokens made under it can never be decrypted again.
+    Destroy {
+        /// The version.
+        #[arg(value_name = "V")]
+        version: String,
+        /// Confirm that the key is to be erased for good.
+        #[arg(long)]
+        yes: bool,
     },
     /// Re-encrypt tokens (one per line on stdin) under the active version,
     /// keeping their timestamps: the same number of lines on stdout.
@@ -132,7 +158,7 @@ fn one_line(e: &anyhow::Error) -> String {
 /// `rewrap`, which streams through a spool file.
 fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     match &cli.command {
-        Command::Init { version_name } => init(cli, version_name, out),
+        Command::Init { version_name } => init(cli, version_name),
         Command::Encrypt => {
             let manager = load(cli)?;
             let plaintext = read_stdin()?;
@@ -155,9 +181,55 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
         }
         Command::Rotate {
             new_version,
+            no_activate,
             password_stdin,
             salt,
-        } => rotate(cli, new_version, *password_stdin, salt.as_deref(), out),
+        } => rotate(
+            cli,
+            new_version,
+            !*no_activate,
+            *password_stdin,
+            salt.as_deref(),
+        ),
+        Command::Activate { version } => {
+            let manager = load_for_writing(cli, "activate")?;
+            manager.activate_version(version)?;
+            eprintln!(
+                "{} is now the active version in {}",
+                version.to_ascii_lowercase(),
+                cli.env_file.display()
+            );
+            Ok(())
+        }
+        Command::Retire { version } => {
+            let manager = load_for_writing(cli, "retire")?;
+            manager.retire_version(version)?;
+            eprintln!(
+                "retired {} in {}",
+                version.to_ascii_lowercase(),
+                cli.env_file.display()
+            );
+            Ok(())
+        }
+        Command::Destroy { version, yes } => {
+            if !*yes {
+                use clap::CommandFactory as _;
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        format!("destroy erases the key of {version} for good; confirm with --yes"),
+                    )
+                    .exit();
+            }
+            let manager = load_for_writing(cli, "destroy")?;
+            manager.destroy_version(version)?;
+            eprintln!(
+                "destroyed {}: its key is erased from {}",
+                version.to_ascii_lowercase(),
+                cli.env_file.display()
+            );
+            Ok(())
+        }
         Command::Rewrap => rewrap(cli),
         Command::Status => status(cli, out),
         Command::Verify => verify(cli, out),
@@ -178,13 +250,50 @@ fn read_stdin() -> Result<Vec<u8>> {
 }
 
 fn load(cli: &Cli) -> Result<SecretsManager> {
-    let builder = SecretsConfig::builder().kdf_iterations(cli.iterations);
+    let builder = SecretsConfig::builder()
+        .kdf_iterations(cli.iterations)
+        .warning_callback(|w| eprintln!("warning: {w}"));
     let builder = if cli.from_env {
         builder.environment()?
     } else {
-        builder.env_file(&cli.env_file)?
+        let builder = builder.env_file(&cli.env_file)?;
+        warn_if_readable(&cli.env_file);
+        builder
     };
     Ok(SecretsManager::new(builder.build()?)?)
+}
+
+/// A keyring file for a command that changes it.
+fn load_for_writing(cli: &Cli, command: &str) -> Result<SecretsManager> {
+    if cli.from_env {
+        bail!("{command} writes the keyring file; it cannot be used with --from-env");
+    }
+    load(cli)
+}
+
+/// Warns, as ssh does for keys, when others may read the keyring.
+fn warn_if_readable(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "warning: {} is readable by {} (mode {mode:04o}); its keys should be private: chmod 600 {}",
+                    path.display(),
+                    if mode & 0o007 != 0 {
+                        "others"
+                    } else {
+                        "its group"
+                    },
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// 32 random bytes as URL-safe base64: a generated password.
@@ -192,7 +301,7 @@ fn random_password() -> String {
     Key::generate().to_base64().to_string()
 }
 
-fn init(cli: &Cli, version: &str, out: &mut Vec<u8>) -> Result<()> {
+fn init(cli: &Cli, version: &str) -> Result<()> {
     if cli.from_env {
         bail!("init writes a file; it cannot be used with --from-env");
     }
@@ -205,21 +314,20 @@ fn init(cli: &Cli, version: &str, out: &mut Vec<u8>) -> Result<()> {
     // Refused, under the file's lock, if the file already holds keys.
     let path = &cli.env_file;
     manager.create_keyring_file(path)?;
-    writeln!(
-        out,
+    eprintln!(
         "created {} with version {} (active)",
         path.display(),
         manager.active_version()
-    )?;
+    );
     Ok(())
 }
 
 fn rotate(
     cli: &Cli,
     version: &str,
+    activate: bool,
     password_stdin: bool,
     salt: Option<&str>,
-    out: &mut Vec<u8>,
 ) -> Result<()> {
     if cli.from_env {
         bail!("rotate writes the keyring file; it cannot be used with --from-env");
@@ -240,16 +348,19 @@ fn rotate(
     let manager = load(cli)?;
     let mut rotation = manager
         .rotate_to_new_version(version, password)
-        .persist_to_file(&cli.env_file);
+        .activate(activate);
     if let Some(s) = salt {
         rotation = rotation.salt(s);
     }
     let version = rotation.apply()?;
-    writeln!(
-        out,
-        "rotated to {version}; {} updated",
-        cli.env_file.display()
-    )?;
+    if activate {
+        eprintln!("rotated to {version}; {} updated", cli.env_file.display());
+    } else {
+        eprintln!(
+            "added {version} (not active; `activate {version}` switches to it); {} updated",
+            cli.env_file.display()
+        );
+    }
     Ok(())
 }
 
@@ -294,19 +405,19 @@ fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     writeln!(out, "active: {}", manager.active_version())?;
     writeln!(
         out,
-        "{:<24} {:<7} {:<9} {:>10}  activated_at",
-        "version", "active", "kind", "iterations"
+        "{:<24} {:<7} {:<9} {:<9} {:>10}  activated_at",
+        "version", "active", "state", "kind", "iterations"
     )?;
     for info in manager.version_info()? {
         let state = match info.state {
-            VersionState::Usable => "",
-            VersionState::Retired => " (retired)",
-            VersionState::Destroyed => " (destroyed)",
-            _ => " (?)",
+            VersionState::Usable => "usable",
+            VersionState::Retired => "retired",
+            VersionState::Destroyed => "destroyed",
+            _ => "?",
         };
         writeln!(
             out,
-            "{:<24} {:<7} {:<9} {:>10}  {}{state}",
+            "{:<24} {:<7} {state:<9} {:<9} {:>10}  {}",
             info.version.as_str(),
             if info.active { "*" } else { "" },
             match info.kind {
@@ -328,19 +439,17 @@ fn verify(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     }
     let path = &cli.env_file;
     let prefixes = Prefixes::default();
-    // Parsing verifies the file's syntax and its checksum, when present.
-    let bytes = secrets_manager::zeroize::Zeroizing::new(
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-    );
-    let (values, keyring) = persist::parse_keyring_bytes(path, &bytes, &prefixes)?;
+    // Reading verifies the file's syntax and its checksum, when present.
+    let values = persist::dotenv_values(path)?;
+    let keyring = persist::read_keyring(path, &prefixes)?;
     let has_checksum = values.iter().any(|(name, _)| *name == prefixes.checksum);
     let mut hashes = 0;
-    for v in &keyring.versions {
-        if let StoredKey::Password {
+    for v in keyring.versions() {
+        if let Some(StoredKey::Password {
             salt,
             salt_hash: Some(hash),
             ..
-        } = &v.key
+        }) = &v.key
         {
             if !Salt::from(salt.as_str()).matches_hash(hash) {
                 bail!(
@@ -360,7 +469,7 @@ fn verify(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
         } else {
             "no checksum in file"
         },
-        keyring.versions.len(),
+        keyring.versions().len(),
     )?;
     Ok(())
 }

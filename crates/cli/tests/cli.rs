@@ -100,8 +100,10 @@ fn keygen_prints_a_fernet_key() {
 #[test]
 fn init_creates_a_private_file_once() {
     let env = Env::new();
-    let out = String::from_utf8(env.ok(&["init"], b"")).unwrap();
-    assert!(out.contains("v1"), "{out}");
+    let out = env.cmd(&["init"]).output().unwrap();
+    assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+    let confirmation = String::from_utf8(out.stderr).unwrap();
+    assert!(confirmation.contains("v1"), "{confirmation}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -49,7 +49,7 @@ fn concurrent_rotations_in_several_processes_all_survive() {
     }
     let keyring = read_keyring(&file, &Prefixes::default()).unwrap();
     assert_eq!(
-        keyring.versions.len(),
+        keyring.versions().len(),
         writers + 1,
         "every rotation survives"
     );
@@ -76,7 +76,7 @@ fn crash_rounds(rounds: u32) -> (u32, u32) {
     for round in 0..rounds {
         let before = read_keyring(&file, &Prefixes::default())
             .unwrap()
-            .versions
+            .versions()
             .len();
         let mut child = bin()
             .args(["--iterations", "1000", "--env-file"])
@@ -99,12 +99,12 @@ fn crash_rounds(rounds: u32) -> (u32, u32) {
         }
         let keyring = read_keyring(&file, &Prefixes::default())
             .unwrap_or_else(|e| panic!("round {round}: the file is damaged: {e}"));
-        let after = keyring.versions.len();
+        let after = keyring.versions().len();
         assert!(
             after == before || after == before + 1,
             "round {round}: {before} -> {after} versions"
         );
-        assert!(keyring.active.is_some());
+        assert!(keyring.active().is_some());
     }
     (completed, killed)
 }

@@ -25,7 +25,8 @@ mod version;
 pub use crate::error::{KeystoreError, VersionList};
 pub use crate::stats::Statistics;
 pub use crate::store::{
-    KeyKind, KeyMaterial, KeyStore, Options, RotatedToken, VersionInfo, VersionSpec, VersionState,
+    KeyKind, KeyMaterial, KeyStore, Options, RotatedToken, Snapshot, VersionInfo, VersionSpec,
+    VersionState,
 };
 pub use crate::version::Version;
 /// Re-exported: passwords are [`secrecy::SecretString`]s.

@@ -31,6 +31,12 @@ pub enum KeyMaterial {
         salt_hash: Option<String>,
         /// PBKDF2 iterations.
         iterations: NonZeroU32,
+        /// Whether `iterations` belongs to the version (recorded where it
+        /// is stored, or chosen when it was created), rather than being
+        /// the reader's setting. Writers record only counts that belong to
+        /// the version: a record invented from a reader's setting would
+        /// make every later reader derive the wrong key.
+        iterations_recorded: bool,
     },
     /// A raw Fernet key: nothing to derive.
     Fernet(Key),
@@ -41,6 +47,7 @@ impl fmt::Debug for KeyMaterial {
         match self {
             Self::Password {
                 iterations,
+                iterations_recorded,
                 salt_hash,
                 ..
             } => f
@@ -49,6 +56,7 @@ impl fmt::Debug for KeyMaterial {
                 .field("salt", &"[REDACTED]")
                 .field("salt_hash", &salt_hash.as_ref().map(|_| "[present]"))
                 .field("iterations", iterations)
+                .field("iterations_recorded", iterations_recorded)
                 .finish(),
             Self::Fernet(_) => f.write_str("Fernet([REDACTED])"),
         }
@@ -56,15 +64,70 @@ impl fmt::Debug for KeyMaterial {
 }
 
 /// A version to add to the store.
+///
+/// ```
+/// use secrets_manager_fernet::Key;
+/// use secrets_manager_keystore::{KeyMaterial, Version, VersionSpec, VersionState};
+///
+/// let spec = VersionSpec::new(Version::new("v1")?, KeyMaterial::Fernet(Key::generate()))
+///     .with_activated_at(Some(1_700_000_000))
+///     .with_state(VersionState::Retired);
+/// assert_eq!(spec.state, VersionState::Retired);
+/// let gone = VersionSpec::tombstone(Version::new("v0")?);
+/// assert!(gone.material.is_none());
+/// # Ok::<(), secrets_manager_keystore::KeystoreError>(())
+/// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct VersionSpec {
     /// Its name.
     pub name: Version,
-    /// Its key.
-    pub material: KeyMaterial,
+    /// Its key; `None` for a destroyed version (a tombstone).
+    pub material: Option<KeyMaterial>,
     /// When it became active (Unix seconds), if known. Decryption uses it to
     /// try first the version that was active when a token was made.
     pub activated_at: Option<u64>,
+    /// Its standing; a version without material is always destroyed.
+    pub state: VersionState,
+}
+
+impl VersionSpec {
+    /// A usable version with no recorded activation time.
+    #[must_use]
+    pub fn new(name: Version, material: KeyMaterial) -> Self {
+        Self {
+            name,
+            material: Some(material),
+            activated_at: None,
+            state: VersionState::Usable,
+        }
+    }
+
+    /// A destroyed version: its name is kept so its tokens fail clearly and
+    /// the name is never reused.
+    #[must_use]
+    pub fn tombstone(name: Version) -> Self {
+        Self {
+            name,
+            material: None,
+            activated_at: None,
+            state: VersionState::Destroyed,
+        }
+    }
+
+    /// When the version became active.
+    #[must_use]
+    pub fn with_activated_at(mut self, unix_secs: Option<u64>) -> Self {
+        self.activated_at = unix_secs;
+        self
+    }
+
+    /// Its standing (a retired version is loaded retired).
+    #[must_use]
+    pub fn with_state(mut self, state: VersionState) -> Self {
+        self.state = state;
+        self
+    }
 }
 
 /// A version's standing.
@@ -96,6 +159,9 @@ pub struct VersionInfo {
     pub kind: Option<KeyKind>,
     /// PBKDF2 iterations, for password-derived versions.
     pub iterations: Option<u32>,
+    /// Whether the iteration count belongs to the version rather than
+    /// being the reader's setting (see [`KeyMaterial::Password`]).
+    pub iterations_recorded: bool,
     /// Tokens it decrypted.
     pub decryptions: u64,
 }
@@ -157,10 +223,17 @@ struct Entry {
 
 impl Entry {
     fn new(spec: VersionSpec) -> Self {
+        let state = match (&spec.material, spec.state) {
+            (None, _) | (Some(_), VersionState::Destroyed) => VersionState::Destroyed,
+            (Some(_), state) => state,
+        };
         Self {
             name: spec.name,
-            material: Some(Arc::new(spec.material)),
-            state: VersionState::Usable,
+            material: spec
+                .material
+                .filter(|_| state != VersionState::Destroyed)
+                .map(Arc::new),
+            state,
             activated_at: spec.activated_at,
             cache: Cache::new(),
             decryptions: Arc::new(StripedCounter::new()),
@@ -242,6 +315,13 @@ impl Ring {
                 Some(KeyMaterial::Password { iterations, .. }) => Some(iterations.get()),
                 _ => None,
             },
+            iterations_recorded: matches!(
+                material,
+                Some(KeyMaterial::Password {
+                    iterations_recorded: true,
+                    ..
+                })
+            ),
             decryptions: e.decryptions.get(),
         }
     }
@@ -282,7 +362,7 @@ fn trial_order(len: usize, first: [Option<usize>; 3]) -> impl Iterator<Item = us
 /// use secrets_manager_keystore::{KeyMaterial, KeyStore, Options, Version, VersionSpec};
 ///
 /// let v1 = Version::new("v1")?;
-/// let spec = VersionSpec { name: v1, material: KeyMaterial::Fernet(Key::generate()), activated_at: None };
+/// let spec = VersionSpec::new(v1, KeyMaterial::Fernet(Key::generate()));
 /// let store = KeyStore::new(vec![spec], v1, Options::default())?;
 /// let (version, token) = store.encrypt(b"hello")?;
 /// let (used, plaintext) = store.decrypt(token.as_bytes(), None, None, 0)?;
@@ -308,6 +388,38 @@ impl fmt::Debug for KeyStore {
                 .finish_non_exhaustive(),
             None => f.write_str("KeyStore { cleaned_up: true }"),
         }
+    }
+}
+
+/// One moment of a [`KeyStore`]: see [`KeyStore::with_snapshot`].
+pub struct Snapshot<'a> {
+    ring: &'a Ring,
+}
+
+impl fmt::Debug for Snapshot<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("versions", &self.ring.names())
+            .field("active", &self.active())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Snapshot<'a> {
+    /// The active version.
+    #[must_use]
+    pub fn active(&self) -> Version {
+        self.ring.entries[self.ring.active].name
+    }
+
+    /// Every version in the order added, with its key material (`None`
+    /// once destroyed).
+    pub fn versions(&self) -> impl Iterator<Item = (VersionInfo, Option<&'a KeyMaterial>)> + 'a {
+        let ring = self.ring;
+        ring.entries
+            .iter()
+            .enumerate()
+            .map(move |(i, e)| (ring.info(i), e.material.as_deref()))
     }
 }
 
@@ -367,28 +479,36 @@ impl KeyStore {
                 available: entries.iter().map(|e| e.name).collect(),
             });
         };
+        match entries[active_index].state {
+            VersionState::Usable => {}
+            VersionState::Retired => return Err(KeystoreError::VersionRetired(active)),
+            VersionState::Destroyed => return Err(KeystoreError::VersionDestroyed(active)),
+        }
         store
             .ring
             .store(Some(Arc::new(Ring::new(entries, active_index))));
         Ok(store)
     }
 
+    /// With verification off, the salt hash is ignored entirely, even a
+    /// malformed one, as in the Python package.
     fn check_salt(&self, spec: &VersionSpec) -> Result<(), KeystoreError> {
-        if let KeyMaterial::Password {
-            salt,
-            salt_hash: Some(hash),
-            ..
-        } = &spec.material
+        if let (
+            true,
+            Some(KeyMaterial::Password {
+                salt,
+                salt_hash: Some(hash),
+                ..
+            }),
+        ) = (self.options.verify_salt_integrity, &spec.material)
         {
             Salt::validate_hash_text(hash).map_err(|source| KeystoreError::SaltHash {
                 version: spec.name,
                 source,
             })?;
-            if self.options.verify_salt_integrity {
-                self.counters.add(Counter::IntegrityChecks, 1);
-                if !salt.matches_hash(hash) {
-                    return Err(KeystoreError::SaltIntegrity(spec.name));
-                }
+            self.counters.add(Counter::IntegrityChecks, 1);
+            if !salt.matches_hash(hash) {
+                return Err(KeystoreError::SaltIntegrity(spec.name));
             }
         }
         Ok(())
@@ -434,6 +554,7 @@ impl KeyStore {
                 salt,
                 salt_hash,
                 iterations,
+                ..
             }) => {
                 if let (true, Some(hash)) = (self.options.verify_salt_integrity, salt_hash) {
                     self.counters.add(Counter::IntegrityChecks, 1);
@@ -650,6 +771,12 @@ impl KeyStore {
         self.check_salt(&spec)?;
         let name = spec.name;
         let entry = Arc::new(Entry::new(spec));
+        if activate && entry.state != VersionState::Usable {
+            return Err(match entry.state {
+                VersionState::Retired => KeystoreError::VersionRetired(name),
+                _ => KeystoreError::VersionDestroyed(name),
+            });
+        }
         if activate {
             // Derive before publishing, here in the writer, so no reader
             // ever waits for a new active key.
@@ -688,6 +815,12 @@ impl KeyStore {
                 VersionState::Retired => return Err(KeystoreError::VersionRetired(entry.name)),
                 VersionState::Destroyed => return Err(KeystoreError::VersionDestroyed(entry.name)),
                 VersionState::Usable => {}
+            }
+            if ring.active != index {
+                // Derive before publishing, as a rotation does, so no reader
+                // waits for the new active key.
+                self.counters.add(Counter::ExtraLookups, 1);
+                self.derive(entry)?;
             }
             let updated = entry.with(
                 entry.state,
@@ -794,25 +927,18 @@ impl KeyStore {
         Ok((0..ring.entries.len()).map(|i| ring.info(i)).collect())
     }
 
-    /// Runs `f` on each version's name and key material, in the order
-    /// added (for persisting the keyring). Destroyed versions are skipped.
+    /// Runs `f` on one consistent snapshot of the keyring: every version
+    /// with its key material (for persisting it) and the active version,
+    /// all from the same moment, so a concurrent change cannot mix two
+    /// states in one write.
     ///
     /// # Errors
     ///
     /// After [`cleanup`](Self::cleanup).
-    pub fn for_each_material(
-        &self,
-        mut f: impl FnMut(&VersionInfo, &KeyMaterial),
-    ) -> Result<(), KeystoreError> {
-        // One snapshot for both, so a concurrent rotation cannot mix them.
+    pub fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot<'_>) -> R) -> Result<R, KeystoreError> {
         let ring = self.ring();
         let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
-        for (i, entry) in ring.entries.iter().enumerate() {
-            if let Some(material) = entry.material.as_deref() {
-                f(&ring.info(i), material);
-            }
-        }
-        Ok(())
+        Ok(f(&Snapshot { ring }))
     }
 
     /// Counts since creation.
@@ -858,11 +984,11 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, at: Option<u64>) -> VersionSpec {
-        VersionSpec {
-            name: Version::new(name).unwrap(),
-            material: KeyMaterial::Fernet(Key::generate()),
-            activated_at: at,
-        }
+        VersionSpec::new(
+            Version::new(name).unwrap(),
+            KeyMaterial::Fernet(Key::generate()),
+        )
+        .with_activated_at(at)
     }
 
     #[test]
@@ -885,6 +1011,100 @@ mod tests {
             matches!(store.activate(&v2, None), Err(KeystoreError::VersionRetired(v)) if v == v2)
         );
         assert!(matches!(store.retire(&v1), Err(KeystoreError::ActiveVersion(v)) if v == v1));
+    }
+
+    fn password(name: &str, salt_hash: &str) -> VersionSpec {
+        VersionSpec::new(
+            Version::new(name).unwrap(),
+            KeyMaterial::Password {
+                password: "pw".into(),
+                salt: Salt::from(b"salt"),
+                salt_hash: Some(salt_hash.to_owned()),
+                iterations: NonZeroU32::MIN,
+                iterations_recorded: false,
+            },
+        )
+    }
+
+    #[test]
+    fn loaded_states_are_kept_and_the_active_version_must_be_usable() {
+        let (v1, v2, v3) = (
+            Version::new("v1").unwrap(),
+            Version::new("v2").unwrap(),
+            Version::new("v3").unwrap(),
+        );
+        let store = KeyStore::new(
+            vec![
+                spec("v1", None).with_state(VersionState::Retired),
+                VersionSpec::tombstone(v2),
+                spec("v3", None),
+            ],
+            v3,
+            Options::default(),
+        )
+        .unwrap();
+        let (_, token) = store.encrypt(b"x").unwrap();
+        assert!(store.decrypt(token.as_bytes(), None, None, 0).is_ok());
+        let states: Vec<_> = store
+            .version_info()
+            .unwrap()
+            .iter()
+            .map(|i| i.state)
+            .collect();
+        assert_eq!(
+            states,
+            [
+                VersionState::Retired,
+                VersionState::Destroyed,
+                VersionState::Usable
+            ]
+        );
+        let kinds: Vec<_> = store
+            .with_snapshot(|s| s.versions().map(|(_, m)| m.is_some()).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(kinds, [true, false, true]);
+        for (active, want) in [(v1, "retired"), (v2, "destroyed")] {
+            let err = KeyStore::new(
+                vec![
+                    spec("v1", None).with_state(VersionState::Retired),
+                    VersionSpec::tombstone(v2),
+                ],
+                active,
+                Options::default(),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn salt_hashes_are_ignored_entirely_when_verification_is_off() {
+        let v1 = Version::new("v1").unwrap();
+        let off = Options {
+            verify_salt_integrity: false,
+        };
+        let store = KeyStore::new(vec![password("v1", "wrong-hash")], v1, off).unwrap();
+        assert!(store.encrypt(b"x").is_ok());
+        assert_eq!(store.statistics().integrity_checks, 0);
+        let err =
+            KeyStore::new(vec![password("v1", "wrong-hash")], v1, Options::default()).unwrap_err();
+        assert!(matches!(err, KeystoreError::SaltHash { .. }), "{err}");
+    }
+
+    #[test]
+    fn activation_derives_the_key_before_publishing() {
+        let (v1, v2) = (Version::new("v1").unwrap(), Version::new("v2").unwrap());
+        let store = KeyStore::new(
+            vec![spec("v1", None), spec("v2", None)],
+            v1,
+            Options::default(),
+        )
+        .unwrap();
+        let misses = store.statistics().cache_misses;
+        store.activate(&v2, Some(5)).unwrap();
+        assert_eq!(store.statistics().cache_misses, misses + 1);
+        let ring = store.ring.load_full().unwrap();
+        assert!(ring.entries[1].cache.fernet.get().is_some());
     }
 
     #[test]

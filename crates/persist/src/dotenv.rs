@@ -20,7 +20,8 @@ pub(crate) struct Binding {
     pub(crate) value: Option<Zeroizing<String>>,
     /// 1-based line where the statement starts.
     pub(crate) line: usize,
-    /// Byte range of the statement in the text, including its line end.
+    /// Byte range of the statement in the text, from its first
+    /// non-blank character through its line end.
     pub(crate) span: Range<usize>,
 }
 
@@ -38,10 +39,10 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Binding>, Unparsable> {
         pos: 0,
         line: 1,
         key_line: 1,
+        key_pos: 0,
     };
     let mut out = Vec::new();
     while reader.pos < text.len() {
-        let start = reader.pos;
         let line = reader.line;
         match reader.binding() {
             Ok(Some((key, value))) => {
@@ -50,7 +51,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Binding>, Unparsable> {
                     key,
                     value,
                     line: reader.key_line,
-                    span: start..reader.pos,
+                    span: reader.key_pos..reader.pos,
                 });
             }
             Ok(None) => {}
@@ -87,6 +88,8 @@ struct Reader<'a> {
     line: usize,
     /// Line of the current statement's first non-blank character.
     key_line: usize,
+    /// Where that character is.
+    key_pos: usize,
 }
 
 /// Python's `\s` on `str`: Unicode whitespace, including the
@@ -155,6 +158,7 @@ impl Reader<'_> {
     fn binding(&mut self) -> Result<Option<(String, Option<Zeroizing<String>>)>, ()> {
         self.take_while(is_ws);
         self.key_line = self.line;
+        self.key_pos = self.pos;
         if self.pos >= self.s.len() {
             return Ok(None);
         }
@@ -315,32 +319,57 @@ fn decode_single(raw: &str) -> Zeroizing<String> {
     out
 }
 
+/// Expansion went past its budget: the binding at this index.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TooLarge {
+    pub(crate) binding: usize,
+}
+
 /// Expands `${NAME}` and `${NAME:-default}` as python-dotenv's
 /// `resolve_variables(values, override=True)` does: earlier values in the
 /// file win over the environment, which `lookup` reads.
+///
+/// All expanded values together may hold at most `budget` bytes: nested
+/// references double in size at every level, so a few dozen hostile lines
+/// would otherwise exhaust memory.
 pub(crate) fn interpolate(
     bindings: &[Binding],
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> DotenvValues {
+    mut budget: usize,
+) -> Result<DotenvValues, TooLarge> {
     let mut resolved: DotenvValues = Vec::with_capacity(bindings.len());
-    for b in bindings {
-        let value = b.value.as_ref().map(|v| {
-            expand(
-                v,
-                &|name: &str| match resolved.iter().rev().find(|(k, _)| k == name) {
-                    Some((_, value)) => Some(value.as_ref().map(|v| v.to_string())),
+    // The latest definition of each name, so a reference costs no scan.
+    let mut latest: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(bindings.len());
+    for (i, b) in bindings.iter().enumerate() {
+        let value = match b.value.as_ref() {
+            None => None,
+            Some(v) => {
+                let env = |name: &str| match latest.get(name) {
+                    Some(&j) => Some(resolved[j].1.as_ref().map(|v| v.to_string())),
                     None => lookup(name).map(Some),
-                },
-            )
-        });
+                };
+                let value = expand(v, &env, budget).ok_or(TooLarge { binding: i })?;
+                budget -= value.len();
+                Some(value)
+            }
+        };
         resolved.push((b.key.clone(), value));
+        latest.insert(&b.key, i);
     }
-    resolved
+    Ok(resolved)
 }
 
-/// One value's expansion. `env` answers `Some(None)` for a variable that
-/// exists without a value.
-fn expand(value: &str, env: &dyn Fn(&str) -> Option<Option<String>>) -> Zeroizing<String> {
+/// One value's expansion, at most `budget` bytes (`None` past it). `env`
+/// answers `Some(None)` for a variable that exists without a value.
+fn expand(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<Option<String>>,
+    budget: usize,
+) -> Option<Zeroizing<String>> {
+    if value.len() > budget {
+        return None;
+    }
     let mut out = Zeroizing::new(String::with_capacity(value.len()));
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -367,15 +396,18 @@ fn expand(value: &str, env: &dyn Fn(&str) -> Option<Option<String>>) -> Zeroizin
             continue;
         };
         out.push_str(&rest[..start]);
-        let value = match env(name) {
+        let value = Zeroizing::new(match env(name) {
             Some(v) => v.unwrap_or_default(),
             None => default.unwrap_or("").to_owned(),
-        };
+        });
+        if out.len() + value.len() + rest.len() > budget {
+            return None;
+        }
         out.push_str(&value);
         rest = &after[consumed..];
     }
     out.push_str(rest);
-    out
+    (out.len() <= budget).then_some(out)
 }
 
 #[cfg(test)]
@@ -385,7 +417,8 @@ mod tests {
     fn values(text: &str) -> Vec<(String, Option<String>)> {
         let text = universal_newlines(text);
         let b = parse(&text).unwrap();
-        interpolate(&b, &|_| None)
+        interpolate(&b, &|_| None, usize::MAX)
+            .unwrap()
             .into_iter()
             .map(|(k, v)| (k, v.map(|v| v.to_string())))
             .collect()
@@ -416,6 +449,28 @@ mod tests {
         assert_eq!(parse(&text).unwrap_err(), Unparsable { line: 4 });
         let b = parse(&universal_newlines("\n\nA=\"x\ny\"\nB=2\r\n")).unwrap();
         assert_eq!((b[0].line, b[1].line), (3, 5));
+    }
+
+    #[test]
+    fn nested_references_stop_at_the_budget() {
+        let mut text = String::from("A0=xxxxxxxx\n");
+        for i in 1..64 {
+            text.push_str(&format!("A{i}=${{A{}}}${{A{}}}\n", i - 1, i - 1));
+        }
+        let b = parse(&universal_newlines(&text)).unwrap();
+        assert_eq!(
+            interpolate(&b, &|_| None, 1 << 20).unwrap_err(),
+            TooLarge { binding: 17 }
+        );
+        assert!(interpolate(&b[..10], &|_| None, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn spans_start_at_the_statement() {
+        let text = universal_newlines("\n  A=1\n\n# c\nexport B='2' # x\nC=3");
+        let b = parse(&text).unwrap();
+        let spans: Vec<&str> = b.iter().map(|b| &text[b.span.clone()]).collect();
+        assert_eq!(spans, ["A=1\n", "export B='2' # x\n", "C=3"]);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::keyring::StoredState;
+
 /// Where a keyring came from, for messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -115,4 +117,139 @@ pub enum PersistError {
         /// Why.
         reason: &'static str,
     },
+    /// The rewritten file would not read back as the keyring intended, so
+    /// nothing was written.
+    #[error(
+        "{path}: the rewritten file would not read back as intended ({reason}); nothing was written"
+    )]
+    ReadBack {
+        /// The file.
+        path: PathBuf,
+        /// What differed.
+        reason: &'static str,
+    },
+    /// Adding a version whose name is taken: versions are never replaced.
+    #[error("{origin}: version {version} already exists; versions are never replaced")]
+    VersionExists {
+        /// The keyring.
+        origin: Source,
+        /// The version.
+        version: String,
+    },
+    /// A lifecycle change names a version the keyring does not have.
+    #[error("{origin}: unknown version {version} (available: {available})")]
+    UnknownVersion {
+        /// The keyring.
+        origin: Source,
+        /// The version.
+        version: String,
+        /// The versions there are.
+        available: String,
+    },
+    /// Activating a retired or destroyed version.
+    #[error("{origin}: version {version} is {}; only a usable version can be active", .state.as_value().unwrap_or("usable"))]
+    NotUsable {
+        /// The keyring.
+        origin: Source,
+        /// The version.
+        version: String,
+        /// Its state.
+        state: StoredState,
+    },
+    /// Retiring or destroying the active version.
+    #[error(
+        "{origin}: version {version} is active: activate another version before retiring or destroying it"
+    )]
+    ActiveVersion {
+        /// The keyring.
+        origin: Source,
+        /// The version.
+        version: String,
+    },
+    /// A file larger than a keyring file can sensibly be.
+    #[error("{path}: larger than {limit} bytes; refusing to read it")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+    /// `${NAME}` references that expand beyond the limit (as nested
+    /// references can, exponentially).
+    #[error("{path}:{line}: {variable}: ${{...}} references expand beyond {limit} bytes")]
+    ExpansionTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The statement's line.
+        line: usize,
+        /// The variable being expanded.
+        variable: String,
+        /// The limit on all expanded values together.
+        limit: usize,
+    },
+    /// Not a regular file: a directory, FIFO, socket or device.
+    #[error("{path}: is a {kind}, not a regular file")]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A symbolic link whose target does not exist.
+    #[error("{path}: is a symbolic link to {target}, which does not exist")]
+    DanglingSymlink {
+        /// The link.
+        path: PathBuf,
+        /// Where it points.
+        target: PathBuf,
+    },
+}
+
+/// Something a write did not manage that did not stop it: the keyring was
+/// written.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WriteWarning {
+    /// The file's owner or group could not be kept (the writer may not
+    /// `chown`); the file now belongs to the writer.
+    Owner {
+        /// The file.
+        path: PathBuf,
+        /// The owner and group it had.
+        uid: u32,
+        /// Its group.
+        gid: u32,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The directory could not be synced after the rename: the new file is
+    /// in place, but may not survive a power failure.
+    DirectorySync {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for WriteWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Owner {
+                path,
+                uid,
+                gid,
+                error,
+            } => write!(
+                f,
+                "{}: cannot keep owner {uid} and group {gid} ({error}); the file now belongs to this user",
+                path.display()
+            ),
+            Self::DirectorySync { path, error } => write!(
+                f,
+                "{}: cannot sync the directory after writing ({error}); the write may not survive a power failure",
+                path.display()
+            ),
+        }
+    }
 }

@@ -1,20 +1,31 @@
 //! Reading and atomically rewriting `.env` keyring files; the process
 //! environment.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
 use crate::dotenv::{self, Binding};
-use crate::error::{PersistError, Source};
+use crate::error::{PersistError, Source, WriteWarning};
 use crate::keyring::{self, Keyring, Prefixes};
 use crate::{DotenvValues, quote};
 
-/// The comment line that heads the keyring block this crate writes.
+/// The comment line that heads the lines this crate appends to a file.
 pub const HEADER: &str =
     "# secrets-manager keyring: written by secrets-manager; the checksum covers every variable";
+
+/// The largest file read, in bytes. Keyring files are a few kilobytes;
+/// the bound keeps a hostile or mistaken path (a log, a disk image) from
+/// exhausting memory.
+pub const MAX_FILE_LEN: u64 = 16 << 20;
+
+/// The most bytes all of a file's values may hold once `${NAME}`
+/// references are expanded.
+pub const MAX_EXPANDED_LEN: usize = 64 << 20;
 
 /// A parsed file: its text, bindings and resolved values.
 struct Parsed {
@@ -25,6 +36,13 @@ struct Parsed {
     /// universal-newline text the bindings index.
     offsets: Vec<usize>,
     values: DotenvValues,
+}
+
+impl Parsed {
+    /// A binding's byte range in the original text.
+    fn span(&self, b: &Binding) -> Range<usize> {
+        self.offsets[b.span.start]..self.offsets[b.span.end]
+    }
 }
 
 fn io<'a>(
@@ -75,17 +93,26 @@ fn parse_text(path: &Path, bytes: &[u8]) -> Result<Parsed, PersistError> {
         path: path.to_owned(),
         line: e.line,
     })?;
-    for (i, b) in bindings.iter().enumerate() {
-        if let Some(first) = bindings[..i].iter().find(|f| f.key == b.key) {
+    let mut first_seen: HashMap<&str, usize> = HashMap::with_capacity(bindings.len());
+    for b in &bindings {
+        if let Some(first) = first_seen.insert(&b.key, b.line) {
             return Err(PersistError::Duplicate {
                 path: path.to_owned(),
                 line: b.line,
-                first: first.line,
+                first,
                 name: b.key.clone(),
             });
         }
     }
-    let values = dotenv::interpolate(&bindings, &env_lookup);
+    let values = dotenv::interpolate(&bindings, &env_lookup, MAX_EXPANDED_LEN).map_err(|e| {
+        let b = &bindings[e.binding];
+        PersistError::ExpansionTooLarge {
+            path: path.to_owned(),
+            line: b.line,
+            variable: b.key.clone(),
+            limit: MAX_EXPANDED_LEN,
+        }
+    })?;
     Ok(Parsed {
         original,
         bindings,
@@ -117,22 +144,83 @@ fn verify_checksum(path: &Path, parsed: &Parsed, prefixes: &Prefixes) -> Result<
 ///
 /// # Errors
 ///
-/// The file cannot be read, is not UTF-8, has a line python-dotenv cannot
-/// parse or a variable twice, fails its checksum, or its keyring variables
-/// are incomplete or malformed. Each error names the file and the line or
-/// variable.
+/// The file cannot be read, is not a regular file, is too large, is not
+/// UTF-8, has a line python-dotenv cannot parse or a variable twice, fails
+/// its checksum, or its keyring variables are incomplete or malformed. Each
+/// error names the file and the line or variable.
 pub fn read_keyring(path: impl AsRef<Path>, prefixes: &Prefixes) -> Result<Keyring, PersistError> {
     let path = path.as_ref();
     parse_keyring_bytes(path, &read_bytes(path)?, prefixes).map(|(_, keyring)| keyring)
 }
 
-fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, PersistError> {
+/// Opens `path` for reading without blocking on a FIFO or device, and
+/// checks that it is a regular file.
+fn open_regular(path: &Path, options: &mut OpenOptions) -> Result<File, PersistError> {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(options, libc_flags::NONBLOCK);
+    let file = options.open(path).map_err(|e| match e.raw_os_error() {
+        Some(libc_flags::EISDIR) => PersistError::NotRegularFile {
+            path: path.to_owned(),
+            kind: "directory",
+        },
+        _ => io(path, "cannot open")(e),
+    })?;
+    check_regular(path, &file.metadata().map_err(io(path, "cannot stat"))?)?;
+    Ok(file)
+}
+
+fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), PersistError> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(PersistError::NotRegularFile {
+        path: path.to_owned(),
+        kind: file_kind(meta),
+    })
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "directory";
+    }
+    if t.is_symlink() {
+        return "symbolic link";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if t.is_fifo() {
+            return "FIFO";
+        }
+        if t.is_socket() {
+            return "socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "device";
+        }
+    }
+    "special file"
+}
+
+/// Reads a whole open file, refusing one over [`MAX_FILE_LEN`].
+fn read_limited(path: &Path, file: &mut File) -> Result<Zeroizing<Vec<u8>>, PersistError> {
     let mut bytes = Zeroizing::new(Vec::new());
-    File::open(path)
-        .map_err(io(path, "cannot open"))?
+    file.take(MAX_FILE_LEN + 1)
         .read_to_end(&mut bytes)
         .map_err(io(path, "cannot read"))?;
+    if bytes.len() as u64 > MAX_FILE_LEN {
+        return Err(PersistError::TooLarge {
+            path: path.to_owned(),
+            limit: MAX_FILE_LEN,
+        });
+    }
     Ok(bytes)
+}
+
+fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, PersistError> {
+    let mut file = open_regular(path, OpenOptions::new().read(true))?;
+    read_limited(path, &mut file)
 }
 
 /// A `.env` file's variables exactly as python-dotenv's `dotenv_values`
@@ -141,8 +229,9 @@ fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, PersistError> {
 ///
 /// # Errors
 ///
-/// The file cannot be read, is not UTF-8, has a line python-dotenv would
-/// skip, or defines a variable twice.
+/// The file cannot be read, is not a regular file, is too large, is not
+/// UTF-8, has a line python-dotenv would skip, defines a variable twice, or
+/// expands beyond [`MAX_EXPANDED_LEN`].
 pub fn dotenv_values(path: impl AsRef<Path>) -> Result<DotenvValues, PersistError> {
     let path = path.as_ref();
     Ok(parse_text(path, &read_bytes(path)?)?.values)
@@ -160,6 +249,12 @@ pub fn parse_keyring_bytes(
     prefixes: &Prefixes,
 ) -> Result<(DotenvValues, Keyring), PersistError> {
     let path = name.as_ref();
+    if bytes.len() as u64 > MAX_FILE_LEN {
+        return Err(PersistError::TooLarge {
+            path: path.to_owned(),
+            limit: MAX_FILE_LEN,
+        });
+    }
     let parsed = parse_text(path, bytes)?;
     verify_checksum(path, &parsed, prefixes)?;
     let keyring = keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)?;
@@ -191,173 +286,368 @@ pub fn read_environment(prefixes: &Prefixes) -> Result<Keyring, PersistError> {
     keyring::from_vars(&vars, &Source::Environment, prefixes)
 }
 
-/// Rewrites the keyring in `path` under an exclusive lock: `update` gets the
-/// keyring now in the file (empty if there is no file) and returns the one
-/// to write.
+/// What a write did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct WriteReport {
+    /// Whether the file was rewritten (`false`: the keyring was unchanged,
+    /// and the file was left alone).
+    pub written: bool,
+    /// What went wrong without stopping the write.
+    pub warnings: Vec<WriteWarning>,
+}
+
+/// Changes the keyring in `path` under an exclusive lock: `update` gets
+/// the keyring now in the file (empty if there is no file) and may add
+/// versions, move the active pointer and retire or destroy versions; its
+/// result is returned with a [`WriteReport`].
 ///
-/// Everything else in the file (comments, blank lines, other variables) is
-/// kept byte for byte; the keyring variables are written after it, sorted,
-/// under one comment line, with the checksum. The write is atomic and
-/// durable: a temporary file in the same directory, `fsync`, `rename`, and
-/// an `fsync` of the directory; a new file gets mode 0600. Concurrent
-/// writers, in any number of processes, take turns and lose nothing.
+/// What changed becomes new lines: added versions are appended, changed
+/// lifecycle variables are rewritten in place, a destroyed version's key
+/// material is erased, and the checksum is refreshed. Every other byte of
+/// the file (comments, other variables, existing keyring lines with their
+/// quoting and `${...}` references) is kept as it was. Before anything is
+/// replaced, the new text is read back and must give exactly the intended
+/// keyring; otherwise nothing is written.
+///
+/// The write is atomic and durable: a temporary file with an unpredictable
+/// name in the same directory (created exclusively, never through a
+/// symbolic link, mode set before any secret is written), `fsync`,
+/// `rename`, and an `fsync` of the directory. A new file gets mode 0600;
+/// an existing one keeps its mode, owner and group (a writer that may not
+/// `chown` says so in the report). A path that is a symbolic link is
+/// written through to its target, keeping the link. Temporary files left by
+/// killed writers are removed under the lock. Concurrent writers, in any
+/// number of processes, take turns and lose nothing. If nothing changed,
+/// the file is not touched.
 ///
 /// # Errors
 ///
-/// As [`read_keyring`]; a value python-dotenv could not read back
-/// unchanged; any file-system error; or whatever `update` returns.
-pub fn update_keyring<E: From<PersistError>>(
+/// As [`read_keyring`]; a dangling symbolic link or a path that is not a
+/// regular file; a value python-dotenv could not read back unchanged; any
+/// file-system error; or whatever `update` returns.
+pub fn update_keyring<T, E: From<PersistError>>(
     path: impl AsRef<Path>,
     prefixes: &Prefixes,
-    update: impl FnOnce(Keyring) -> Result<Keyring, E>,
-) -> Result<Keyring, E> {
+    update: impl FnOnce(&mut Keyring) -> Result<T, E>,
+) -> Result<(T, WriteReport), E> {
     let path = path.as_ref();
-    let (mut lock, created) = lock_file(path)?;
+    let (mut lock, created, target) = lock_file(path)?;
     let result = (|| {
-        let mut bytes = Zeroizing::new(Vec::new());
-        lock.read_to_end(&mut bytes)
-            .map_err(io(path, "cannot read"))?;
+        remove_stale_temporaries(&target);
+        let bytes = read_limited(path, &mut lock)?;
         let parsed = parse_text(path, &bytes)?;
         verify_checksum(path, &parsed, prefixes)?;
-        let current = keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)?;
-        let updated = update(current)?;
-        let text = render(path, &parsed, &updated, prefixes)?;
-        let mode = if created { None } else { existing_mode(&lock) };
-        write_atomically(path, text.as_bytes(), mode)?;
-        Ok(updated)
+        let mut keyring =
+            keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)?;
+        let out = update(&mut keyring)?;
+        let mut report = WriteReport::default();
+        if keyring.is_changed() || stale_material(&parsed, &keyring, prefixes) {
+            let text = render(path, &parsed, &keyring, prefixes)?;
+            let meta = (!created).then(|| lock.metadata()).transpose();
+            let meta = meta.map_err(io(path, "cannot stat"))?;
+            write_atomically(path, &target, text.as_bytes(), meta.as_ref(), &mut report)?;
+            report.written = true;
+        }
+        Ok((out, report))
     })();
-    if result.is_err() && created {
+    if created && !result.as_ref().is_ok_and(|(_, r)| r.written) {
         // Leave no empty file behind for a write that did not happen; a
         // writer waiting on it will see it gone and start afresh.
-        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(&target.path);
     }
     drop(lock);
     result
 }
 
-/// The new file text: the old text without keyring variables (or our
-/// header), then the keyring block.
+/// Whether a destroyed version still has key material in the file (written
+/// by hand, or by a reader that does not know the state): the next write
+/// erases it.
+fn stale_material(parsed: &Parsed, keyring: &Keyring, prefixes: &Prefixes) -> bool {
+    let names = binding_index(parsed);
+    keyring
+        .versions()
+        .iter()
+        .filter(|v| v.key.is_none())
+        .any(|v| {
+            prefixes
+                .material()
+                .iter()
+                .any(|p| names.contains_key(&format!("{p}{}", v.name).to_ascii_lowercase()))
+        })
+}
+
+/// Bindings by lower-cased name (keyring lookups ignore case).
+fn binding_index(parsed: &Parsed) -> HashMap<String, usize> {
+    parsed
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.key.to_ascii_lowercase(), i))
+        .collect()
+}
+
+/// The new file text: the old text with what changed applied (see
+/// [`update_keyring`]), checked by reading it back.
 fn render(
     path: &Path,
     parsed: &Parsed,
     keyring: &Keyring,
     prefixes: &Prefixes,
 ) -> Result<Zeroizing<String>, PersistError> {
-    let mut keep = Zeroizing::new(String::with_capacity(parsed.original.len() + 1024));
-    let mut cursor = 0;
-    for b in &parsed.bindings {
-        if prefixes.is_keyring_variable(&b.key) {
-            let (start, end) = (parsed.offsets[b.span.start], parsed.offsets[b.span.end]);
-            keep.push_str(&parsed.original[cursor..start]);
-            cursor = end;
-        }
-    }
-    keep.push_str(&parsed.original[cursor..]);
-    // Drop our previous header line, wherever it is.
-    let mut rest = Zeroizing::new(String::with_capacity(keep.len()));
-    for line in keep.split_inclusive('\n') {
-        if line.trim_end_matches(['\r', '\n']) != HEADER {
-            rest.push_str(line);
-        }
-    }
-    // One blank line separates the block from what precedes it; only line
-    // ends are trimmed, so the kept text is otherwise unchanged.
-    let kept = rest.trim_end_matches(['\n', '\r']);
-    let mut text = Zeroizing::new(String::with_capacity(kept.len() + 1024));
-    text.push_str(kept);
-    if !text.is_empty() {
-        text.push_str("\n\n");
-    }
-
-    let mut vars = keyring::to_vars(keyring, prefixes);
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    // Each value is quoted as it needs (`quote::encode`); `Zeroizing`
-    // because values are secrets.
-    let encoded = vars
-        .iter()
-        .map(|(name, value)| Ok((name.as_str(), Zeroizing::new(quote::encode(name, value)?))))
-        .collect::<Result<Vec<_>, PersistError>>()?;
-    let block = |checksum: Option<&str>| {
-        let mut block = Zeroizing::new(format!("{HEADER}\n"));
-        let mut pending = checksum;
-        for (name, value) in &encoded {
-            // The checksum goes in its sorted place.
-            if let Some(sum) = pending.filter(|_| *name > prefixes.checksum.as_str()) {
-                block.push_str(&format!("{}=\"{sum}\"\n", prefixes.checksum));
-                pending = None;
+    let names = binding_index(parsed);
+    let binding = |var: &str| {
+        names
+            .get(&var.to_ascii_lowercase())
+            .map(|&i| &parsed.bindings[i])
+    };
+    // Replacements of whole statements (an empty one deletes), by byte
+    // range of the original, and lines to append.
+    let mut edits: Vec<(Range<usize>, Zeroizing<String>)> = Vec::new();
+    let mut appended: Vec<(String, Zeroizing<String>)> = Vec::new();
+    let mut set = |var: String, value: Zeroizing<String>| -> Result<(), PersistError> {
+        match binding(&var) {
+            Some(b) => {
+                let line = Zeroizing::new(format!("{var}={}\n", quote::encode(&var, &value)?));
+                edits.push((parsed.span(b), line));
             }
-            block.push_str(name);
-            block.push('=');
-            block.push_str(value);
-            block.push('\n');
+            None => appended.push((var, value)),
         }
-        if let Some(sum) = pending {
-            block.push_str(&format!("{}=\"{sum}\"\n", prefixes.checksum));
-        }
-        block
+        Ok(())
     };
 
-    // Read the text back as a reader will: every keyring value must come
-    // back exact, and the checksum is over what a reader sees. (The checksum
-    // line itself, hex in double quotes, reads back as written.)
-    let draft = Zeroizing::new(format!("{}{}", text.as_str(), block(None).as_str()));
-    let reread = parse_text(path, draft.as_bytes())?;
-    for (name, value) in &vars {
-        let got = reread
-            .values
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.as_ref());
-        if got.map(|g| g.as_str()) != Some(value.as_str()) {
-            return Err(PersistError::Unwritable {
-                variable: name.clone(),
-                reason: "another variable in the file changes how this value reads back",
-            });
+    let loaded = &keyring.loaded;
+    for (i, v) in keyring.versions().iter().enumerate() {
+        if i >= loaded.len {
+            for (var, value) in keyring::version_vars(v, prefixes) {
+                set(var, value)?;
+            }
+            continue;
+        }
+        if v.activated_at != loaded.activated_at[i]
+            && let Some(t) = v.activated_at
+        {
+            set(
+                format!("{}{}", prefixes.activated_at, v.name),
+                Zeroizing::new(t.to_string()),
+            )?;
+        }
+        if v.state != loaded.states[i]
+            && let Some(state) = v.state.as_value()
+        {
+            set(
+                format!("{}{}", prefixes.state, v.name),
+                Zeroizing::new(state.to_owned()),
+            )?;
         }
     }
+    if keyring.active() != loaded.active.as_deref()
+        && let Some(active) = keyring.active()
+    {
+        set(prefixes.active.clone(), Zeroizing::new(active.to_owned()))?;
+    }
+    // A destroyed version's key material is erased, line and all.
+    for v in keyring.versions().iter().filter(|v| v.key.is_none()) {
+        for prefix in prefixes.material() {
+            if let Some(b) = binding(&format!("{prefix}{}", v.name)) {
+                edits.push((parsed.span(b), Zeroizing::new(String::new())));
+            }
+        }
+    }
+
+    let checksum_binding = binding(&prefixes.checksum);
+    let compose = |checksum: Option<&str>| -> Result<Zeroizing<String>, PersistError> {
+        let mut edits: Vec<(Range<usize>, Zeroizing<String>)> = edits.clone();
+        if let (Some(b), Some(sum)) = (checksum_binding, checksum) {
+            let line = Zeroizing::new(format!("{}=\"{sum}\"\n", prefixes.checksum));
+            edits.push((parsed.span(b), line));
+        }
+        edits.sort_by_key(|(range, _)| range.start);
+        let original = parsed.original.as_str();
+        let mut text = Zeroizing::new(String::with_capacity(original.len() + 1024));
+        let mut cursor = 0;
+        for (range, replacement) in &edits {
+            text.push_str(&original[cursor..range.start]);
+            text.push_str(replacement);
+            cursor = range.end;
+        }
+        text.push_str(&original[cursor..]);
+        let checksum_line = checksum
+            .filter(|_| checksum_binding.is_none())
+            .map(|sum| (prefixes.checksum.clone(), Zeroizing::new(sum.to_owned())));
+        if !appended.is_empty() || checksum_line.is_some() {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            if !text.lines().any(|l| l.trim_end() == HEADER) {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(HEADER);
+                text.push('\n');
+            }
+            for (var, value) in appended.iter().chain(checksum_line.iter()) {
+                text.push_str(var);
+                text.push('=');
+                text.push_str(&quote::encode(var, value)?);
+                text.push('\n');
+            }
+        }
+        Ok(text)
+    };
+
+    // The checksum is over what a reader sees, the checksum itself aside:
+    // compute it on the text without its new value, then put it in.
+    let draft = compose(None)?;
+    let reread = parse_text(path, draft.as_bytes())?;
     let sum = keyring::checksum(&reread.values, &prefixes.checksum);
-    Ok(Zeroizing::new(format!(
-        "{}{}",
-        text.as_str(),
-        block(Some(&sum)).as_str()
-    )))
+    let text = compose(Some(&sum))?;
+
+    // Read the result back as any later reader will: it must verify and
+    // hold exactly the intended keyring, every existing version intact.
+    let back = parse_text(path, text.as_bytes())?;
+    let read_back = |reason| PersistError::ReadBack {
+        path: path.to_owned(),
+        reason,
+    };
+    verify_checksum(path, &back, prefixes).map_err(|_| read_back("checksum"))?;
+    let got = keyring::from_vars(&back.values, &Source::File(path.to_owned()), prefixes)?;
+    if !got.same_as(keyring) {
+        return Err(read_back("a keyring value reads back differently"));
+    }
+    Ok(text)
 }
 
-/// Opens and exclusively locks `path`, creating it (mode 0600) if needed.
-/// After waiting, checks that `path` still names the file locked: a writer
-/// that finished meanwhile replaced it, and the new file must be locked
-/// instead.
-fn lock_file(path: &Path) -> Result<(File, bool), PersistError> {
-    loop {
-        let mut options = OpenOptions::new();
-        options.read(true).write(true);
-        let (file, created) = match options.open(path) {
-            Ok(f) => (f, false),
+/// Where a write goes: the path itself, or the target of the symbolic link
+/// it names (so the link stays a link).
+#[derive(Debug)]
+struct Target {
+    path: PathBuf,
+}
+
+/// Follows symbolic links to the file to write. A dangling link or a path
+/// that is not a regular file is an error at once.
+fn resolve(path: &Path) -> Result<Target, PersistError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Target {
+            path: path.to_owned(),
+        }),
+        Err(e) => Err(io(path, "cannot stat")(e)),
+        Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(path) {
+            Ok(real) => {
+                let meta = std::fs::metadata(&real).map_err(io(path, "cannot stat"))?;
+                check_regular(path, &meta)?;
+                Ok(Target { path: real })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(PersistError::DanglingSymlink {
+                    path: path.to_owned(),
+                    target: std::fs::read_link(path).unwrap_or_default(),
+                })
+            }
+            Err(e) => Err(io(path, "cannot follow the symbolic link")(e)),
+        },
+        Ok(meta) => {
+            check_regular(path, &meta)?;
+            Ok(Target {
+                path: path.to_owned(),
+            })
+        }
+    }
+}
+
+/// Opens and exclusively locks the target, creating it (mode 0600) if
+/// needed. After waiting, checks that the path still names the file locked:
+/// a writer that finished meanwhile replaced it, and the new file must be
+/// locked instead.
+fn lock_file(path: &Path) -> Result<(File, bool, Target), PersistError> {
+    // Each round either locks the file or saw it replaced or created by
+    // another writer; a path that keeps changing under us is given up on
+    // rather than spun on.
+    for _ in 0..1000 {
+        let target = resolve(path)?;
+        let real = &target.path;
+        let (file, created) = match open_regular(
+            real,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags_nofollow(),
+        ) {
+            Ok(f) => (f, false),
+            Err(PersistError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 let mut create = OpenOptions::new();
                 create.read(true).write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
-                match create.open(path) {
+                match create.open(real) {
                     Ok(f) => (f, true),
+                    // Created meanwhile, or something else appeared (a
+                    // symbolic link): look again.
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                     Err(e) => return Err(io(path, "cannot create")(e)),
                 }
             }
-            Err(e) => return Err(io(path, "cannot open")(e)),
+            Err(PersistError::Io { source, .. }) if is_symlink_loop(&source) => {
+                return Err(PersistError::NotRegularFile {
+                    path: path.to_owned(),
+                    kind: "symbolic link (it was replaced while writing)",
+                });
+            }
+            Err(e) => return Err(e),
         };
         file.lock().map_err(io(path, "cannot lock"))?;
-        if same_file(&file, path)? {
-            return Ok((file, created));
+        if same_file(&file, real)? {
+            return Ok((file, created, target));
         }
     }
+    Err(io(path, "cannot lock")(std::io::Error::other(
+        "the file kept being replaced",
+    )))
+}
+
+fn is_symlink_loop(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc_flags::ELOOP)
+}
+
+/// `O_NOFOLLOW` where there is one.
+trait NoFollow {
+    fn custom_flags_nofollow(&mut self) -> &mut Self;
+}
+
+impl NoFollow for OpenOptions {
+    fn custom_flags_nofollow(&mut self) -> &mut Self {
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            self,
+            libc_flags::NOFOLLOW | libc_flags::NONBLOCK,
+        );
+        self
+    }
+}
+
+/// The `open(2)` flags and error numbers used here.
+#[cfg(unix)]
+mod libc_flags {
+    pub(super) const NONBLOCK: i32 = libc::O_NONBLOCK;
+    pub(super) const NOFOLLOW: i32 = libc::O_NOFOLLOW;
+    pub(super) const EISDIR: i32 = libc::EISDIR;
+    pub(super) const ELOOP: i32 = libc::ELOOP;
+}
+
+#[cfg(not(unix))]
+mod libc_flags {
+    pub(super) const EISDIR: i32 = -1;
+    pub(super) const ELOOP: i32 = -1;
 }
 
 #[cfg(unix)]
 fn same_file(file: &File, path: &Path) -> Result<bool, PersistError> {
     use std::os::unix::fs::MetadataExt;
     let held = file.metadata().map_err(io(path, "cannot stat"))?;
-    match std::fs::metadata(path) {
+    match std::fs::symlink_metadata(path) {
         Ok(now) => Ok(held.dev() == now.dev() && held.ino() == now.ino()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io(path, "cannot stat")(e)),
@@ -369,67 +659,137 @@ fn same_file(_file: &File, _path: &Path) -> Result<bool, PersistError> {
     Ok(true)
 }
 
-#[cfg(unix)]
-fn existing_mode(file: &File) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    file.metadata()
-        .ok()
-        .map(|m| m.permissions().mode() & 0o7777)
-}
-
-#[cfg(not(unix))]
-fn existing_mode(_file: &File) -> Option<u32> {
-    None
-}
-
-/// The temporary file next to `path`. Its name is fixed, so a temporary
-/// left by a killed writer is reused (truncated) by the next one, which
-/// holds the lock, rather than piling up.
-#[must_use]
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| ".env".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
-fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), PersistError> {
-    let tmp = temp_path(path);
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&tmp)
-        .map_err(io(&tmp, "cannot create temporary file"))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = mode.unwrap_or(0o600);
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io(&tmp, "cannot set permissions"))?;
+/// The prefix of the temporary files next to `path`: `.NAME.tmp` (one
+/// leading dot), followed by `-` and 16 random hex digits.
+fn temp_prefix(path: &Path) -> String {
+    let name = file_name(path);
+    if name.starts_with('.') {
+        format!("{name}.tmp")
+    } else {
+        format!(".{name}.tmp")
     }
-    #[cfg(not(unix))]
-    let _ = mode;
-    file.write_all(bytes).map_err(io(&tmp, "cannot write"))?;
-    file.sync_all().map_err(io(&tmp, "cannot sync"))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io(path, "cannot replace"))?;
-    sync_dir(path)
 }
 
-#[cfg(unix)]
-fn sync_dir(path: &Path) -> Result<(), PersistError> {
-    let dir = match path.parent() {
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(|| ".env".into(), |n| n.to_string_lossy().into_owned())
+}
+
+fn temp_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
+    }
+}
+
+/// Removes temporary files that writers killed mid-write left next to the
+/// target. Only called under the lock, when no live writer has one.
+fn remove_stale_temporaries(target: &Target) {
+    let prefix = temp_prefix(&target.path);
+    let Ok(entries) = std::fs::read_dir(temp_dir(&target.path)) else {
+        return;
     };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir, "cannot sync directory"))
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // Earlier versions used one fixed name, `.NAME.tmp`.
+        let ours = name == format!(".{}.tmp", file_name(&target.path))
+            || name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|r| r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()));
+        if ours {
+            // `remove_file` unlinks a symbolic link itself, never its
+            // target.
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Creates the temporary file: an unpredictable name, `O_EXCL` (never an
+/// existing file) and `O_NOFOLLOW` (never through a planted link), mode
+/// 0600 from the start.
+fn create_temporary(target: &Path) -> Result<(File, PathBuf), PersistError> {
+    let dir = temp_dir(target);
+    let prefix = temp_prefix(target);
+    let mut last = None;
+    for _ in 0..16 {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| {
+            io(dir, "cannot name a temporary file")(std::io::Error::other(e.to_string()))
+        })?;
+        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = dir.join(format!("{prefix}-{suffix}"));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).custom_flags_nofollow();
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&tmp) {
+            Ok(file) => return Ok((file, tmp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(io(&tmp, "cannot create temporary file")(e)),
+        }
+    }
+    Err(io(dir, "cannot create temporary file")(
+        last.unwrap_or_else(|| std::io::Error::other("no free name")),
+    ))
+}
+
+fn write_atomically(
+    path: &Path,
+    target: &Target,
+    bytes: &[u8],
+    old: Option<&std::fs::Metadata>,
+    report: &mut WriteReport,
+) -> Result<(), PersistError> {
+    let (mut file, tmp) = create_temporary(&target.path)?;
+    let result = (|| {
+        // Owner, group and mode before any secret is written.
+        #[cfg(unix)]
+        if let Some(old) = old {
+            use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+            let now = file.metadata().map_err(io(&tmp, "cannot stat"))?;
+            if (now.uid(), now.gid()) != (old.uid(), old.gid())
+                && let Err(error) =
+                    std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()))
+            {
+                report.warnings.push(WriteWarning::Owner {
+                    path: path.to_owned(),
+                    uid: old.uid(),
+                    gid: old.gid(),
+                    error,
+                });
+            }
+            file.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))
+                .map_err(io(&tmp, "cannot set permissions"))?;
+        }
+        #[cfg(not(unix))]
+        let _ = old;
+        file.write_all(bytes).map_err(io(&tmp, "cannot write"))?;
+        file.sync_all().map_err(io(&tmp, "cannot sync"))?;
+        std::fs::rename(&tmp, &target.path).map_err(io(path, "cannot replace"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    // The rename happened: the write is done. A directory that cannot be
+    // synced is worth a warning, not a failure.
+    if let Err(error) = sync_dir(&target.path) {
+        report.warnings.push(WriteWarning::DirectorySync {
+            path: temp_dir(&target.path).to_owned(),
+            error,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(temp_dir(path)).and_then(|d| d.sync_all())
 }
 
 #[cfg(not(unix))]
-fn sync_dir(_path: &Path) -> Result<(), PersistError> {
+fn sync_dir(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }

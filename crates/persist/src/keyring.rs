@@ -1,6 +1,14 @@
-//! The keyring's variables: names, values and the checksum.
+//! The keyring's variables: names, values, the lifecycle and the checksum.
+//!
+//! A [`Keyring`] can only grow and move forward: versions are added, never
+//! replaced; states only advance (usable, retired, destroyed); the active
+//! pointer moves only to a usable version. The file writer turns the
+//! difference between the keyring as loaded and as edited into new lines,
+//! keeping every existing line as it was.
 
-use secrecy::SecretString;
+use std::collections::HashMap;
+
+use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -8,7 +16,18 @@ use crate::error::{PersistError, Source};
 
 /// Variable names. The defaults are the Python package's; every one can be
 /// changed, as the Python package allows.
+///
+/// ```
+/// use secrets_manager_persist::Prefixes;
+///
+/// let mut prefixes = Prefixes::default();
+/// prefixes.keys = "APP_KEYS__".into();
+/// assert!(prefixes.is_keyring_variable("APP_KEYS__v1"));
+/// assert!(prefixes.is_keyring_variable("ENCRYPTION_STATE__v1"));
+/// assert!(!prefixes.is_keyring_variable("DATABASE_URL"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Prefixes {
     /// Password of a version: `ENCRYPTION_KEYS__<version>`.
     pub keys: String,
@@ -18,12 +37,15 @@ pub struct Prefixes {
     pub salt_hash: String,
     /// Raw Fernet key (extension): `ENCRYPTION_FERNET_KEY__<version>`.
     pub fernet_key: String,
-    /// PBKDF2 iterations when not 100 000 (extension):
+    /// PBKDF2 iterations belonging to a version (extension):
     /// `ENCRYPTION_KDF_ITERATIONS__<version>`.
     pub kdf_iterations: String,
     /// Activation time, Unix seconds (extension):
     /// `ENCRYPTION_ACTIVATED_AT__<version>`.
     pub activated_at: String,
+    /// Lifecycle state, `retired` or `destroyed` (extension):
+    /// `ENCRYPTION_STATE__<version>`.
+    pub state: String,
     /// The active version: `ACTIVE_ENCRYPTION_VERSION`.
     pub active: String,
     /// The file checksum: `ENCRYPTION_ENV_CHECKSUM`.
@@ -39,6 +61,7 @@ impl Default for Prefixes {
             fernet_key: "ENCRYPTION_FERNET_KEY__".into(),
             kdf_iterations: "ENCRYPTION_KDF_ITERATIONS__".into(),
             activated_at: "ENCRYPTION_ACTIVATED_AT__".into(),
+            state: "ENCRYPTION_STATE__".into(),
             active: "ACTIVE_ENCRYPTION_VERSION".into(),
             checksum: "ENCRYPTION_ENV_CHECKSUM".into(),
         }
@@ -46,7 +69,7 @@ impl Default for Prefixes {
 }
 
 impl Prefixes {
-    fn per_version(&self) -> [&str; 6] {
+    fn per_version(&self) -> [&str; 7] {
         [
             &self.keys,
             &self.salt,
@@ -54,10 +77,17 @@ impl Prefixes {
             &self.fernet_key,
             &self.kdf_iterations,
             &self.activated_at,
+            &self.state,
         ]
     }
 
-    /// Whether a variable belongs to the keyring (and is rewritten by it).
+    /// The variables that hold a version's key material, which destroying
+    /// it erases.
+    pub(crate) fn material(&self) -> [&str; 4] {
+        [&self.keys, &self.salt, &self.salt_hash, &self.fernet_key]
+    }
+
+    /// Whether a variable belongs to the keyring.
     #[must_use]
     pub fn is_keyring_variable(&self, name: &str) -> bool {
         name == self.active
@@ -67,18 +97,43 @@ impl Prefixes {
 }
 
 /// A version's key as stored.
+#[derive(Clone)]
+#[non_exhaustive]
 pub enum StoredKey {
     /// Password and salt, as the Python package stores them.
     Password {
         /// The password.
         password: SecretString,
-        /// The salt text (URL-safe base64 when this project writes it).
+        /// The salt text (URL-safe base64, or hex where the base64 text
+        /// would read back as hex, when this project writes it).
         salt: String,
         /// Lower-case hex SHA-256 of the salt bytes.
         salt_hash: Option<String>,
     },
     /// A raw Fernet key (44 characters of URL-safe base64).
     Fernet(SecretString),
+}
+
+impl StoredKey {
+    /// Whether both hold the same texts.
+    fn same_text(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Self::Password {
+                    password: p1,
+                    salt: s1,
+                    salt_hash: h1,
+                },
+                Self::Password {
+                    password: p2,
+                    salt: s2,
+                    salt_hash: h2,
+                },
+            ) => p1.expose_secret() == p2.expose_secret() && s1 == s2 && h1 == h2,
+            (Self::Fernet(k1), Self::Fernet(k2)) => k1.expose_secret() == k2.expose_secret(),
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for StoredKey {
@@ -95,42 +150,331 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
+/// A version's standing in its lifecycle. States only move forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum StoredState {
+    /// Encrypts (if active) and decrypts. Not written: a version without a
+    /// state variable is usable.
+    Usable,
+    /// No longer decrypts; its key is kept. The Python package does not
+    /// know this state and still decrypts with the version.
+    Retired,
+    /// Its key material is erased from the file; the name stays as a
+    /// tombstone, so the version never comes back and the name is never
+    /// reused. The Python package does not see the version at all.
+    Destroyed,
+}
+
+impl StoredState {
+    /// The state variable's value (`None` for usable: no variable).
+    #[must_use]
+    pub fn as_value(self) -> Option<&'static str> {
+        match self {
+            Self::Usable => None,
+            Self::Retired => Some("retired"),
+            Self::Destroyed => Some("destroyed"),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "usable" => Some(Self::Usable),
+            "retired" => Some(Self::Retired),
+            "destroyed" => Some(Self::Destroyed),
+            _ => None,
+        }
+    }
+}
+
 /// One version as stored.
-#[derive(Debug)]
+///
+/// ```
+/// use secrets_manager_persist::{StoredKey, StoredState, StoredVersion};
+///
+/// let v = StoredVersion::new("V1", StoredKey::Fernet("...".into()))
+///     .with_activated_at(Some(1_700_000_000));
+/// assert_eq!(v.name, "v1");
+/// assert_eq!(v.state, StoredState::Usable);
+/// assert!(StoredVersion::tombstone("v0").key.is_none());
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct StoredVersion {
     /// Lower-cased name.
     pub name: String,
-    /// Its key.
-    pub key: StoredKey,
-    /// PBKDF2 iterations, when recorded.
+    /// Its key; `None` once destroyed.
+    pub key: Option<StoredKey>,
+    /// PBKDF2 iterations, when recorded for the version.
     pub iterations: Option<u32>,
     /// Activation time, when recorded.
     pub activated_at: Option<u64>,
+    /// Its lifecycle state.
+    pub state: StoredState,
+}
+
+impl StoredVersion {
+    /// A usable version (the name is lower-cased).
+    #[must_use]
+    pub fn new(name: &str, key: StoredKey) -> Self {
+        Self {
+            name: name.to_ascii_lowercase(),
+            key: Some(key),
+            iterations: None,
+            activated_at: None,
+            state: StoredState::Usable,
+        }
+    }
+
+    /// A destroyed version: a name and no key.
+    #[must_use]
+    pub fn tombstone(name: &str) -> Self {
+        Self {
+            name: name.to_ascii_lowercase(),
+            key: None,
+            iterations: None,
+            activated_at: None,
+            state: StoredState::Destroyed,
+        }
+    }
+
+    /// Records the version's PBKDF2 iteration count.
+    #[must_use]
+    pub fn with_iterations(mut self, iterations: Option<u32>) -> Self {
+        self.iterations = iterations;
+        self
+    }
+
+    /// Records when the version became active.
+    #[must_use]
+    pub fn with_activated_at(mut self, unix_secs: Option<u64>) -> Self {
+        self.activated_at = unix_secs;
+        self
+    }
+
+    /// Sets the state (destroyed drops the key).
+    #[must_use]
+    pub fn with_state(mut self, state: StoredState) -> Self {
+        self.state = state;
+        if state == StoredState::Destroyed {
+            self.key = None;
+        }
+        self
+    }
+
+    /// Whether both say exactly the same thing.
+    fn same_as(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.iterations == other.iterations
+            && self.activated_at == other.activated_at
+            && self.state == other.state
+            && match (&self.key, &other.key) {
+                (Some(a), Some(b)) => a.same_text(b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
 }
 
 /// A keyring as stored in a file or the environment.
-#[derive(Debug, Default)]
+///
+/// It only moves forward: [`add`](Self::add) never replaces a version,
+/// states only advance, and the active version must be usable. A file
+/// write ([`update_keyring`](crate::update_keyring)) turns what changed
+/// into new lines and keeps every existing line byte for byte.
+#[derive(Debug, Clone)]
 pub struct Keyring {
-    /// Versions, in the order they first appear (sorted by name for the
-    /// environment).
-    pub versions: Vec<StoredVersion>,
-    /// The active version, lower-cased.
-    pub active: Option<String>,
+    origin: Source,
+    /// In the order they first appear (sorted by name for the
+    /// environment), then the ones added.
+    versions: Vec<StoredVersion>,
+    index: HashMap<String, usize>,
+    active: Option<String>,
+    /// As loaded: how many versions, their states and the active
+    /// variable's value, to tell what changed.
+    pub(crate) loaded: Loaded,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Loaded {
+    pub(crate) len: usize,
+    pub(crate) states: Vec<StoredState>,
+    pub(crate) activated_at: Vec<Option<u64>>,
+    pub(crate) active: Option<String>,
 }
 
 impl Keyring {
-    /// The version named `name`, if any.
+    /// An empty keyring for `origin` (used in messages).
     #[must_use]
-    pub fn get(&self, name: &str) -> Option<&StoredVersion> {
-        self.versions.iter().find(|v| v.name == name)
+    pub fn new(origin: Source) -> Self {
+        Self {
+            origin,
+            versions: Vec::new(),
+            index: HashMap::new(),
+            active: None,
+            loaded: Loaded::default(),
+        }
     }
 
-    /// Adds `version`, or replaces the version of the same name.
-    pub fn upsert(&mut self, version: StoredVersion) {
-        match self.versions.iter_mut().find(|v| v.name == version.name) {
-            Some(slot) => *slot = version,
-            None => self.versions.push(version),
+    /// Where the keyring came from.
+    #[must_use]
+    pub fn origin(&self) -> &Source {
+        &self.origin
+    }
+
+    /// Every version, tombstones included.
+    #[must_use]
+    pub fn versions(&self) -> &[StoredVersion] {
+        &self.versions
+    }
+
+    /// The version named `name` (case-insensitive), if any.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&StoredVersion> {
+        self.index
+            .get(&name.to_ascii_lowercase())
+            .map(|&i| &self.versions[i])
+    }
+
+    /// The recorded active version, lower-cased.
+    #[must_use]
+    pub fn active(&self) -> Option<&str> {
+        self.active.as_deref()
+    }
+
+    /// Whether anything was added or changed since it was loaded.
+    #[must_use]
+    pub fn is_changed(&self) -> bool {
+        self.versions.len() != self.loaded.len
+            || self.active != self.loaded.active
+            || self
+                .versions
+                .iter()
+                .zip(self.loaded.states.iter().zip(&self.loaded.activated_at))
+                .any(|(v, (s, t))| v.state != *s || v.activated_at != *t)
+    }
+
+    /// Adds a version.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::VersionExists`] when a version of that name (in any
+    /// case) is already there: versions are never replaced. Callers that
+    /// may be adding the same material again compare it first with
+    /// [`get`](Self::get).
+    pub fn add(&mut self, version: StoredVersion) -> Result<(), PersistError> {
+        let name = version.name.to_ascii_lowercase();
+        if self.index.contains_key(&name) {
+            return Err(PersistError::VersionExists {
+                origin: self.origin.clone(),
+                version: name,
+            });
         }
+        let version = StoredVersion { name, ..version };
+        let version = if version.key.is_none() {
+            version.with_state(StoredState::Destroyed)
+        } else {
+            version
+        };
+        self.index.insert(version.name.clone(), self.versions.len());
+        self.versions.push(version);
+        Ok(())
+    }
+
+    fn position(&self, name: &str) -> Result<usize, PersistError> {
+        self.index
+            .get(&name.to_ascii_lowercase())
+            .copied()
+            .ok_or_else(|| PersistError::UnknownVersion {
+                origin: self.origin.clone(),
+                version: name.to_ascii_lowercase(),
+                available: self.names(),
+            })
+    }
+
+    fn names(&self) -> String {
+        if self.versions.is_empty() {
+            return "none".into();
+        }
+        self.versions
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Makes a usable version the active one.
+    ///
+    /// # Errors
+    ///
+    /// An unknown, retired or destroyed version.
+    pub fn set_active(&mut self, name: &str) -> Result<(), PersistError> {
+        self.set_active_at(name, None)
+    }
+
+    /// Makes a usable version the active one, recording when (if given).
+    ///
+    /// # Errors
+    ///
+    /// An unknown, retired or destroyed version.
+    pub fn set_active_at(
+        &mut self,
+        name: &str,
+        unix_secs: Option<u64>,
+    ) -> Result<(), PersistError> {
+        let i = self.position(name)?;
+        let v = &self.versions[i];
+        if v.state != StoredState::Usable {
+            return Err(PersistError::NotUsable {
+                origin: self.origin.clone(),
+                version: v.name.clone(),
+                state: v.state,
+            });
+        }
+        self.active = Some(v.name.clone());
+        if unix_secs.is_some() {
+            self.versions[i].activated_at = unix_secs;
+        }
+        Ok(())
+    }
+
+    /// Retires a version (a destroyed one stays destroyed). Returns whether
+    /// anything changed.
+    ///
+    /// # Errors
+    ///
+    /// An unknown version, or the active one.
+    pub fn retire(&mut self, name: &str) -> Result<bool, PersistError> {
+        self.advance(name, StoredState::Retired)
+    }
+
+    /// Destroys a version: its key material is erased, its name kept.
+    /// Returns whether anything changed.
+    ///
+    /// # Errors
+    ///
+    /// An unknown version, or the active one.
+    pub fn destroy(&mut self, name: &str) -> Result<bool, PersistError> {
+        self.advance(name, StoredState::Destroyed)
+    }
+
+    fn advance(&mut self, name: &str, state: StoredState) -> Result<bool, PersistError> {
+        let i = self.position(name)?;
+        let v = &mut self.versions[i];
+        if v.state >= state {
+            return Ok(false);
+        }
+        if self.active.as_deref() == Some(v.name.as_str()) {
+            return Err(PersistError::ActiveVersion {
+                origin: self.origin.clone(),
+                version: v.name.clone(),
+            });
+        }
+        v.state = state;
+        if state == StoredState::Destroyed {
+            v.key = None;
+        }
+        Ok(true)
     }
 
     /// The active version: the recorded one, or the only one.
@@ -138,28 +482,34 @@ impl Keyring {
     /// # Errors
     ///
     /// [`PersistError::NoActive`] with several versions and none recorded.
-    pub fn active_or_only(
-        &self,
-        source: &Source,
-        prefixes: &Prefixes,
-    ) -> Result<Option<&str>, PersistError> {
+    pub fn active_or_only(&self, prefixes: &Prefixes) -> Result<Option<&str>, PersistError> {
         if let Some(a) = &self.active {
             return Ok(Some(a));
         }
-        match self.versions.as_slice() {
-            [] => Ok(None),
-            [only] => Ok(Some(&only.name)),
-            many => Err(PersistError::NoActive {
-                origin: source.clone(),
+        let mut usable = self
+            .versions
+            .iter()
+            .filter(|v| v.state != StoredState::Destroyed);
+        match (usable.next(), usable.next()) {
+            (None, _) => Ok(None),
+            (Some(only), None) if self.versions.len() == 1 => Ok(Some(&only.name)),
+            _ => Err(PersistError::NoActive {
+                origin: self.origin.clone(),
                 variable: prefixes.active.clone(),
-                count: many.len(),
-                versions: many
-                    .iter()
-                    .map(|v| v.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                count: self.versions.len(),
+                versions: self.names(),
             }),
         }
+    }
+
+    /// Whether both hold the same versions, states and active version.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        self.active == other.active
+            && self.versions.len() == other.versions.len()
+            && self
+                .versions
+                .iter()
+                .all(|v| other.get(&v.name).is_some_and(|o| v.same_as(o)))
     }
 }
 
@@ -171,12 +521,28 @@ pub(crate) fn from_vars(
     source: &Source,
     prefixes: &Prefixes,
 ) -> Result<Keyring, PersistError> {
-    let get = |name: &str| {
-        vars.iter()
-            .rev()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    };
+    // Keyring variables by lower-cased name; two spellings of one name
+    // would leave it unclear which a reader takes.
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for (i, (k, _)) in vars.iter().enumerate() {
+        if !is_keyring_variable_any_case(prefixes, k) {
+            continue;
+        }
+        if let Some(&first) = by_name.get(&k.to_ascii_lowercase())
+            && vars[first].0 != *k
+        {
+            return Err(PersistError::Invalid {
+                origin: source.clone(),
+                variable: k.clone(),
+                problem: format!(
+                    "{} names the same variable in another case; keep one",
+                    vars[first].0
+                ),
+            });
+        }
+        by_name.insert(k.to_ascii_lowercase(), i);
+    }
+    let get = |name: &str| by_name.get(&name.to_ascii_lowercase()).map(|&i| &vars[i].1);
     let invalid = |variable: &str, problem: String| PersistError::Invalid {
         origin: source.clone(),
         variable: variable.to_owned(),
@@ -190,27 +556,40 @@ pub(crate) fn from_vars(
         }
     };
 
-    let mut names: Vec<(String, &str)> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut seen: HashMap<String, ()> = HashMap::new();
     for (k, _) in vars {
-        for prefix in [&prefixes.keys, &prefixes.fernet_key] {
+        for prefix in [&prefixes.keys, &prefixes.fernet_key, &prefixes.state] {
             if let Some(suffix) = k.strip_prefix(prefix.as_str()) {
-                let name = suffix.to_ascii_lowercase();
                 if suffix.is_empty() {
                     return Err(invalid(k, "names no version".into()));
                 }
-                if !names.iter().any(|(n, _)| *n == name) {
-                    names.push((name, prefix));
+                let name = suffix.to_ascii_lowercase();
+                if seen.insert(name.clone(), ()).is_none() {
+                    names.push(name);
                 }
             }
         }
     }
 
-    let mut keyring = Keyring::default();
-    for (name, _) in &names {
+    let mut keyring = Keyring::new(source.clone());
+    for name in &names {
         let var = |prefix: &str| format!("{prefix}{name}");
+        let state = match value_of(&var(&prefixes.state))? {
+            None => StoredState::Usable,
+            Some(text) => StoredState::parse(&text).ok_or_else(|| {
+                invalid(
+                    &var(&prefixes.state),
+                    "must be 'retired' or 'destroyed'".into(),
+                )
+            })?,
+        };
         let password = value_of(&var(&prefixes.keys))?;
         let fernet = value_of(&var(&prefixes.fernet_key))?;
         let key = match (password, fernet) {
+            // A destroyed version's material, if any is left, is ignored
+            // (and erased by the next write).
+            _ if state == StoredState::Destroyed => None,
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     &var(&prefixes.fernet_key),
@@ -228,14 +607,20 @@ pub(crate) fn from_vars(
                         variable: var(&prefixes.salt),
                     })?;
                 let salt_hash = value_of(&var(&prefixes.salt_hash))?.map(|h| h.to_string());
-                StoredKey::Password {
+                Some(StoredKey::Password {
                     password: SecretString::from(password.to_string()),
                     salt: salt.to_string(),
                     salt_hash,
-                }
+                })
             }
-            (None, Some(key)) => StoredKey::Fernet(SecretString::from(key.to_string())),
-            (None, None) => continue,
+            (None, Some(key)) => Some(StoredKey::Fernet(SecretString::from(key.to_string()))),
+            (None, None) => {
+                return Err(PersistError::Missing {
+                    origin: source.clone(),
+                    version: name.clone(),
+                    variable: var(&prefixes.keys),
+                });
+            }
         };
         let iterations =
             match value_of(&var(&prefixes.kdf_iterations))? {
@@ -258,12 +643,13 @@ pub(crate) fn from_vars(
                 )
             })?),
         };
-        keyring.versions.push(StoredVersion {
+        keyring.add(StoredVersion {
             name: name.clone(),
             key,
             iterations,
             activated_at,
-        });
+            state,
+        })?;
     }
 
     if let Some(active) = value_of(&prefixes.active)? {
@@ -271,67 +657,86 @@ pub(crate) fn from_vars(
             .trim()
             .trim_matches(|c| c == '"' || c == '\'')
             .to_ascii_lowercase();
-        if keyring.get(&active).is_none() {
-            let available = keyring
-                .versions
-                .iter()
-                .map(|v| v.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(invalid(
-                &prefixes.active,
-                format!(
-                    "names version {active}, which has no key here (available: {})",
-                    if available.is_empty() {
-                        "none"
-                    } else {
-                        &available
-                    }
-                ),
-            ));
+        match keyring.get(&active) {
+            None => {
+                return Err(invalid(
+                    &prefixes.active,
+                    format!(
+                        "names version {active}, which has no key here (available: {})",
+                        keyring.names()
+                    ),
+                ));
+            }
+            Some(v) if v.state != StoredState::Usable => {
+                return Err(invalid(
+                    &prefixes.active,
+                    format!(
+                        "names version {active}, which is {}",
+                        v.state.as_value().unwrap_or("usable")
+                    ),
+                ));
+            }
+            Some(_) => keyring.active = Some(active),
         }
-        keyring.active = Some(active);
     }
+    keyring.loaded = Loaded {
+        len: keyring.versions.len(),
+        states: keyring.versions.iter().map(|v| v.state).collect(),
+        activated_at: keyring.versions.iter().map(|v| v.activated_at).collect(),
+        active: keyring.active.clone(),
+    };
     Ok(keyring)
 }
 
-/// The keyring's variables, to write: `(name, value)`, unsorted.
-pub(crate) fn to_vars(keyring: &Keyring, prefixes: &Prefixes) -> Vec<(String, Zeroizing<String>)> {
-    use secrecy::ExposeSecret;
+fn is_keyring_variable_any_case(prefixes: &Prefixes, name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    let p = |s: &str| s.to_ascii_uppercase();
+    upper == p(&prefixes.active)
+        || upper == p(&prefixes.checksum)
+        || prefixes
+            .per_version()
+            .iter()
+            .any(|prefix| upper.starts_with(&p(prefix)))
+}
+
+/// A version's variables, to write: `(name, value)`.
+pub(crate) fn version_vars(
+    v: &StoredVersion,
+    prefixes: &Prefixes,
+) -> Vec<(String, Zeroizing<String>)> {
+    let var = |prefix: &str| format!("{prefix}{}", v.name);
     let mut out = Vec::new();
-    for v in &keyring.versions {
-        let var = |prefix: &str| format!("{prefix}{}", v.name);
-        match &v.key {
-            StoredKey::Password {
-                password,
-                salt,
-                salt_hash,
-            } => {
-                out.push((
-                    var(&prefixes.keys),
-                    Zeroizing::new(password.expose_secret().to_owned()),
-                ));
-                out.push((var(&prefixes.salt), Zeroizing::new(salt.clone())));
-                if let Some(h) = salt_hash {
-                    out.push((var(&prefixes.salt_hash), Zeroizing::new(h.clone())));
-                }
-                if let Some(n) = v.iterations.filter(|&n| n != 100_000) {
-                    out.push((var(&prefixes.kdf_iterations), Zeroizing::new(n.to_string())));
-                }
-            }
-            StoredKey::Fernet(key) => {
-                out.push((
-                    var(&prefixes.fernet_key),
-                    Zeroizing::new(key.expose_secret().to_owned()),
-                ));
+    match &v.key {
+        Some(StoredKey::Password {
+            password,
+            salt,
+            salt_hash,
+        }) => {
+            out.push((
+                var(&prefixes.keys),
+                Zeroizing::new(password.expose_secret().to_owned()),
+            ));
+            out.push((var(&prefixes.salt), Zeroizing::new(salt.clone())));
+            if let Some(h) = salt_hash {
+                out.push((var(&prefixes.salt_hash), Zeroizing::new(h.clone())));
             }
         }
-        if let Some(t) = v.activated_at {
-            out.push((var(&prefixes.activated_at), Zeroizing::new(t.to_string())));
+        Some(StoredKey::Fernet(key)) => {
+            out.push((
+                var(&prefixes.fernet_key),
+                Zeroizing::new(key.expose_secret().to_owned()),
+            ));
         }
+        None => {}
     }
-    if let Some(active) = &keyring.active {
-        out.push((prefixes.active.clone(), Zeroizing::new(active.clone())));
+    if let Some(n) = v.iterations {
+        out.push((var(&prefixes.kdf_iterations), Zeroizing::new(n.to_string())));
+    }
+    if let Some(t) = v.activated_at {
+        out.push((var(&prefixes.activated_at), Zeroizing::new(t.to_string())));
+    }
+    if let Some(state) = v.state.as_value() {
+        out.push((var(&prefixes.state), Zeroizing::new(state.to_owned())));
     }
     out
 }
@@ -340,20 +745,19 @@ pub(crate) fn to_vars(keyring: &Keyring, prefixes: &Prefixes) -> Vec<(String, Ze
 /// variable but the checksum itself, sorted by name, joined with `\n`. A
 /// variable without a value is `NAME=None`, as Python formats it.
 pub(crate) fn checksum(vars: Vars<'_>, checksum_var: &str) -> String {
-    let mut lines: Vec<Zeroizing<String>> = vars
+    let mut lines: Vec<(&str, Zeroizing<String>)> = vars
         .iter()
         .filter(|(k, _)| k != checksum_var)
-        .map(|(k, v)| Zeroizing::new(format!("{k}={}", v.as_ref().map_or("None", |v| v.as_str()))))
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                Zeroizing::new(format!("{k}={}", v.as_ref().map_or("None", |v| v.as_str()))),
+            )
+        })
         .collect();
-    lines.sort_by(|a, b| {
-        let key = |l: &str| {
-            l.split_once('=')
-                .map_or(String::new(), |(k, _)| k.to_owned())
-        };
-        key(a).cmp(&key(b))
-    });
+    lines.sort_by(|a, b| a.0.cmp(b.0));
     let mut hasher = Sha256::new();
-    for (i, line) in lines.iter().enumerate() {
+    for (i, (_, line)) in lines.iter().enumerate() {
         if i > 0 {
             hasher.update(b"\n");
         }

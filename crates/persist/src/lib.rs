@@ -5,31 +5,35 @@
 //! passwords, salts and keys as text.
 //!
 //! ```
-//! use secrets_manager_persist::{Keyring, Prefixes, StoredKey, StoredVersion, read_keyring, update_keyring};
+//! use secrets_manager_persist::{
+//!     PersistError, Prefixes, StoredKey, StoredVersion, read_keyring, update_keyring,
+//! };
 //!
 //! let dir = std::env::temp_dir().join(format!("persist-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir)?;
 //! let path = dir.join(".env.secrets");
 //! let prefixes = Prefixes::default();
-//! update_keyring(&path, &prefixes, |mut keyring: Keyring| {
-//!     keyring.upsert(StoredVersion {
-//!         name: "v1".into(),
-//!         key: StoredKey::Password {
-//!             password: "correct horse".into(),
-//!             salt: "c2FsdA==".into(),
-//!             salt_hash: None,
-//!         },
-//!         iterations: None,
-//!         activated_at: Some(1_700_000_000),
-//!     });
-//!     keyring.active = Some("v1".into());
-//!     Ok::<_, secrets_manager_persist::PersistError>(keyring)
+//! let key = StoredKey::Password {
+//!     password: "correct horse".into(),
+//!     salt: "c2FsdA==".into(),
+//!     salt_hash: None,
+//! };
+//! update_keyring(&path, &prefixes, |keyring| {
+//!     keyring.add(StoredVersion::new("v1", key).with_activated_at(Some(1_700_000_000)))?;
+//!     keyring.set_active("v1")
 //! })?;
 //! let text = std::fs::read_to_string(&path)?;
 //! assert!(text.contains("ENCRYPTION_KEYS__v1=\"correct horse\""));
 //! assert!(text.contains("ENCRYPTION_ENV_CHECKSUM="));
+//!
+//! // Versions are never replaced; lifecycle changes are persisted.
+//! let (_, report) = update_keyring(&path, &prefixes, |keyring| {
+//!     assert!(keyring.add(StoredVersion::tombstone("v1")).is_err());
+//!     Ok::<_, PersistError>(())
+//! })?;
+//! assert!(!report.written);
 //! let keyring = read_keyring(&path, &prefixes)?;
-//! assert_eq!(keyring.active.as_deref(), Some("v1"));
+//! assert_eq!(keyring.active(), Some("v1"));
 //! # std::fs::remove_dir_all(&dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -37,9 +41,17 @@
 //! # Invariants
 //! - Reading follows python-dotenv (`dotenv_values`) exactly, including
 //!   escapes and `${NAME}` expansion; lines it would skip are errors here.
-//! - Writing keeps every other byte of the file; writes only values that
-//!   python-dotenv reads back unchanged (refusing the rest); is atomic,
-//!   durable and serialised by an exclusive lock on the file.
+//! - A version, once written, is immutable: a write may add versions,
+//!   advance their lifecycle (retired, destroyed: key material erased, a
+//!   tombstone kept), move the active pointer and refresh the checksum,
+//!   nothing else. Existing lines are kept byte for byte.
+//! - A write reads its result back before replacing the file: the new text
+//!   must give exactly the intended keyring, or nothing is written.
+//! - Writes are atomic, durable and serialised by an exclusive lock on the
+//!   file; they follow symbolic links to their target, keep the owner,
+//!   group and mode, and use unpredictable temporary names.
+//! - Reading is bounded: files over [`MAX_FILE_LEN`], expansions over
+//!   [`MAX_EXPANDED_LEN`]; FIFOs and devices are refused, never waited on.
 //! - No error message contains a value.
 
 mod dotenv;
@@ -48,12 +60,12 @@ mod file;
 mod keyring;
 mod quote;
 
-pub use crate::error::{PersistError, Source};
+pub use crate::error::{PersistError, Source, WriteWarning};
 pub use crate::file::{
-    HEADER, dotenv_values, parse_keyring_bytes, read_environment, read_keyring, temp_path,
-    update_keyring,
+    HEADER, MAX_EXPANDED_LEN, MAX_FILE_LEN, WriteReport, dotenv_values, parse_keyring_bytes,
+    read_environment, read_keyring, update_keyring,
 };
-pub use crate::keyring::{Keyring, Prefixes, StoredKey, StoredVersion};
+pub use crate::keyring::{Keyring, Prefixes, StoredKey, StoredState, StoredVersion};
 /// A file's variables in order: name, and value (`None` for a bare `NAME`).
 pub type DotenvValues = Vec<(String, Option<zeroize::Zeroizing<String>>)>;
 

@@ -37,13 +37,37 @@ pub enum AuditEvent {
         /// The version active before.
         previous_version: Version,
     },
+    /// A version was added without becoming active (a staged rotation).
+    VersionAdded {
+        /// The new version.
+        version: Version,
+    },
+    /// An existing version was made active.
+    Activation {
+        /// The version now active.
+        version: Version,
+        /// The version active before.
+        previous_version: Version,
+    },
+    /// A version was retired: it no longer decrypts.
+    Retirement {
+        /// The version.
+        version: Version,
+    },
+    /// A version's key was erased.
+    Destruction {
+        /// The version.
+        version: Version,
+    },
     /// Every key was erased.
     Cleanup,
 }
 
 impl AuditEvent {
     /// The event's name, as the Python package spells it: `"encryption"`,
-    /// `"decryption"`, `"decryption_failed"`, `"rotation"`, `"cleanup"`.
+    /// `"decryption"`, `"decryption_failed"`, `"rotation"`, `"cleanup"`;
+    /// and for the lifecycle, which the Python package does not have:
+    /// `"version_added"`, `"activation"`, `"retirement"`, `"destruction"`.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
@@ -51,6 +75,10 @@ impl AuditEvent {
             Self::Decryption { .. } => "decryption",
             Self::DecryptionFailed { .. } => "decryption_failed",
             Self::Rotation { .. } => "rotation",
+            Self::VersionAdded { .. } => "version_added",
+            Self::Activation { .. } => "activation",
+            Self::Retirement { .. } => "retirement",
+            Self::Destruction { .. } => "destruction",
             Self::Cleanup => "cleanup",
         }
     }
@@ -62,6 +90,10 @@ impl AuditEvent {
             Self::Encryption { version, .. } | Self::Decryption { version, .. } => Some(*version),
             Self::DecryptionFailed { hint } => *hint,
             Self::Rotation { new_version, .. } => Some(*new_version),
+            Self::VersionAdded { version }
+            | Self::Activation { version, .. }
+            | Self::Retirement { version }
+            | Self::Destruction { version } => Some(*version),
             Self::Cleanup => None,
         }
     }
@@ -87,6 +119,16 @@ impl fmt::Display for AuditEvent {
                     "rotation new_version={new_version} previous_version={previous_version}"
                 )
             }
+            Self::Activation {
+                version,
+                previous_version,
+            } => write!(
+                f,
+                "activation version={version} previous_version={previous_version}"
+            ),
+            Self::VersionAdded { version }
+            | Self::Retirement { version }
+            | Self::Destruction { version } => write!(f, "{} version={version}", self.name()),
             Self::Cleanup => f.write_str("cleanup"),
         }
     }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -10,8 +11,8 @@ use crate::audit::{AuditEvent, AuditHook};
 use crate::error::{Error, Result};
 use crate::fernet::Key;
 use crate::kdf::{DEFAULT_ITERATIONS, Salt};
-use crate::keystore::{KeyMaterial, KeystoreError, VersionSpec};
-use crate::persist::{self, Keyring, Prefixes, StoredKey};
+use crate::keystore::{KeyMaterial, KeystoreError, VersionSpec, VersionState};
+use crate::persist::{self, Keyring, Prefixes, StoredKey, StoredState, WriteWarning};
 
 /// A validated configuration for [`SecretsManager::new`](crate::SecretsManager::new).
 ///
@@ -25,7 +26,14 @@ pub struct SecretsConfig {
     /// Where each loaded version came from (file or environment) and its
     /// salt-hash variable, for errors found when the manager starts.
     pub(crate) origins: Vec<(Version, String, String)>,
+    /// The file changes are written to, with its variable names.
+    pub(crate) keyring_file: Option<(PathBuf, Prefixes)>,
+    pub(crate) warning: Option<WarningHook>,
 }
+
+/// Receives what a write did not manage without failing (see
+/// [`SecretsConfigBuilder::warning_callback`]).
+pub(crate) type WarningHook = std::sync::Arc<dyn Fn(&WriteWarning) + Send + Sync>;
 
 impl fmt::Debug for SecretsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -38,6 +46,7 @@ impl fmt::Debug for SecretsConfig {
             .field("kdf_iterations", &self.kdf_iterations)
             .field("verify_salt_integrity", &self.verify_salt_integrity)
             .field("audit_callback", &self.audit.is_some())
+            .field("keyring_file", &self.keyring_file.as_ref().map(|(p, _)| p))
             .finish()
     }
 }
@@ -90,6 +99,8 @@ enum PendingSource {
     },
     /// The key text, held as a secret until it is parsed.
     Fernet(SecretString),
+    /// A destroyed version: its name only.
+    Destroyed,
 }
 
 struct Pending {
@@ -97,6 +108,8 @@ struct Pending {
     source: PendingSource,
     /// Iterations recorded for this version (files may carry them).
     iterations: Option<u32>,
+    /// Retired versions load retired.
+    retired: bool,
     /// For loaded versions: where from, and the salt-hash variable.
     origin: Option<(String, String)>,
 }
@@ -126,6 +139,11 @@ pub struct SecretsConfigBuilder {
     kdf_iterations: u32,
     verify_salt_integrity: bool,
     audit: Option<AuditHook>,
+    /// Files loaded, with their variable names.
+    loaded_files: Vec<(PathBuf, Prefixes)>,
+    /// `Some(None)`: changes stay in memory; `Some(Some(..))`: this file.
+    persist: Option<Option<(PathBuf, Prefixes)>>,
+    warning: Option<WarningHook>,
 }
 
 impl Default for SecretsConfigBuilder {
@@ -137,6 +155,9 @@ impl Default for SecretsConfigBuilder {
             kdf_iterations: DEFAULT_ITERATIONS.get(),
             verify_salt_integrity: true,
             audit: None,
+            loaded_files: Vec::new(),
+            persist: None,
+            warning: None,
         }
     }
 }
@@ -218,6 +239,7 @@ impl SecretsConfigBuilder {
             name: version.to_owned(),
             source,
             iterations: None,
+            retired: false,
             origin: None,
         });
         self
@@ -254,6 +276,49 @@ impl SecretsConfigBuilder {
         self
     }
 
+    /// Where rotations, activations, retirements and destructions are
+    /// written, under the file's lock (see
+    /// [`SecretsManager::persist_to_file`](crate::SecretsManager::persist_to_file)).
+    /// A configuration loaded from exactly one file writes to it unless
+    /// told otherwise.
+    #[must_use]
+    pub fn persist_to_file(self, path: impl AsRef<Path>) -> Self {
+        self.persist_to_file_with_prefixes(path, &Prefixes::default())
+    }
+
+    /// As [`persist_to_file`](Self::persist_to_file), with other variable
+    /// names.
+    #[must_use]
+    pub fn persist_to_file_with_prefixes(
+        mut self,
+        path: impl AsRef<Path>,
+        prefixes: &Prefixes,
+    ) -> Self {
+        self.persist = Some(Some((path.as_ref().to_owned(), prefixes.clone())));
+        self
+    }
+
+    /// Keeps every change in memory, even for a configuration loaded from
+    /// a file (a rotation can still name a file with
+    /// [`Rotation::persist_to_file`](crate::Rotation::persist_to_file)).
+    #[must_use]
+    pub fn in_memory(mut self) -> Self {
+        self.persist = Some(None);
+        self
+    }
+
+    /// Called with what a file write could not do without failing: keep
+    /// the file's owner, sync its directory. By default these are logged
+    /// with `tracing` at warn level.
+    #[must_use]
+    pub fn warning_callback(
+        mut self,
+        callback: impl Fn(&WriteWarning) + Send + Sync + 'static,
+    ) -> Self {
+        self.warning = Some(std::sync::Arc::new(callback));
+        self
+    }
+
     /// Called for every [`AuditEvent`]. A panic in the callback is caught
     /// and logged; the operation still succeeds.
     #[must_use]
@@ -284,12 +349,13 @@ impl SecretsConfigBuilder {
     ///
     /// As [`env_file`](Self::env_file).
     pub fn env_file_with_prefixes(
-        self,
+        mut self,
         path: impl AsRef<std::path::Path>,
         prefixes: &Prefixes,
     ) -> Result<Self> {
         let path = path.as_ref();
         let keyring = persist::read_keyring(path, prefixes)?;
+        self.loaded_files.push((path.to_owned(), prefixes.clone()));
         self.add_keyring(keyring, &persist::Source::File(path.to_owned()), prefixes)
     }
 
@@ -320,28 +386,31 @@ impl SecretsConfigBuilder {
         prefixes: &Prefixes,
     ) -> Result<Self> {
         if self.active.is_none() {
-            self.active = keyring.active_or_only(source, prefixes)?.map(str::to_owned);
+            self.active = keyring.active_or_only(prefixes)?.map(str::to_owned);
         }
         // Files keep variables sorted by name, not in the order versions
         // were added: order them by activation time (unknown first, as the
         // oldest), which is what decryption's newest-first fallback wants.
-        let mut versions = keyring.versions;
+        let mut versions = keyring.versions().to_vec();
         versions.sort_by_key(|v| v.activated_at.map_or((0, 0), |t| (1, t)));
         for v in versions {
             if let Some(t) = v.activated_at {
                 self.activated.push((v.name.clone(), t));
             }
             let pending = match v.key {
-                StoredKey::Password {
+                Some(StoredKey::Password {
                     password,
                     salt,
                     salt_hash,
-                } => PendingSource::Password {
+                }) => PendingSource::Password {
                     password,
                     salt: Salt::from(salt),
                     salt_hash,
                 },
-                StoredKey::Fernet(key) => PendingSource::Fernet(key),
+                Some(StoredKey::Fernet(key)) => PendingSource::Fernet(key),
+                // A destroyed version, or a kind this version of the
+                // library does not know: a tombstone.
+                _ => PendingSource::Destroyed,
             };
             let origin = Some((
                 source.to_string(),
@@ -351,6 +420,7 @@ impl SecretsConfigBuilder {
                 name: v.name,
                 source: pending,
                 iterations: v.iterations,
+                retired: v.state == StoredState::Retired,
                 origin,
             });
         }
@@ -374,6 +444,7 @@ impl SecretsConfigBuilder {
         let mut origins = Vec::new();
         for pending in self.versions {
             let name = Version::new(&pending.name)?;
+            let loaded = pending.origin.is_some();
             if let Some((origin, variable)) = pending.origin {
                 origins.push((name, origin, variable));
             }
@@ -386,16 +457,22 @@ impl SecretsConfigBuilder {
                     salt,
                     salt_hash,
                 } => {
-                    let iterations = match pending.iterations {
-                        Some(n) => NonZeroU32::new(n).ok_or(Error::ZeroIterations)?,
-                        None => iterations,
+                    let recorded = match pending.iterations {
+                        Some(n) => Some(NonZeroU32::new(n).ok_or(Error::ZeroIterations)?),
+                        None => None,
                     };
-                    KeyMaterial::Password {
+                    // A version given in code is derived with this
+                    // configuration's count, which is then its own; one
+                    // loaded without a record is read with the reader's
+                    // setting, which is not.
+                    let own = recorded.is_some() || !loaded;
+                    Some(KeyMaterial::Password {
                         password,
                         salt,
                         salt_hash,
-                        iterations,
-                    }
+                        iterations: recorded.unwrap_or(iterations),
+                        iterations_recorded: own,
+                    })
                 }
                 PendingSource::Fernet(text) => {
                     let key = Key::from_base64(text.expose_secret()).map_err(|source| {
@@ -404,13 +481,16 @@ impl SecretsConfigBuilder {
                             source,
                         }
                     })?;
-                    KeyMaterial::Fernet(key)
+                    Some(KeyMaterial::Fernet(key))
                 }
+                PendingSource::Destroyed => None,
             };
-            versions.push(VersionSpec {
-                name,
-                material,
-                activated_at: None,
+            versions.push(match material {
+                Some(material) if pending.retired => {
+                    VersionSpec::new(name, material).with_state(VersionState::Retired)
+                }
+                Some(material) => VersionSpec::new(name, material),
+                None => VersionSpec::tombstone(name),
             });
         }
         let names: Vec<Version> = versions.iter().map(|v| v.name).collect();
@@ -445,6 +525,11 @@ impl SecretsConfigBuilder {
                 });
             }
         };
+        let keyring_file = match self.persist {
+            Some(target) => target,
+            None if self.loaded_files.len() == 1 => self.loaded_files.into_iter().next(),
+            None => None,
+        };
         Ok(SecretsConfig {
             versions,
             active,
@@ -452,6 +537,8 @@ impl SecretsConfigBuilder {
             verify_salt_integrity: self.verify_salt_integrity,
             audit: self.audit,
             origins,
+            keyring_file,
+            warning: self.warning,
         })
     }
 }

@@ -47,6 +47,17 @@ pub enum Error {
         /// The file.
         path: std::path::PathBuf,
     },
+    /// A version the file already has, with other key material: versions
+    /// are never replaced, so nothing was written.
+    #[error(
+        "{origin}: version {version} already exists there with different key material; nothing was written (choose another version name)"
+    )]
+    Conflict {
+        /// The file.
+        origin: String,
+        /// The version.
+        version: Version,
+    },
     /// `kdf_iterations(0)`.
     #[error("kdf_iterations must be at least 1")]
     ZeroIterations,

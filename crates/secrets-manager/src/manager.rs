@@ -2,17 +2,22 @@
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::{Mutex, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditEvent, AuditHook};
-use crate::config::SecretsConfig;
+use crate::config::{SecretsConfig, WarningHook};
 use crate::error::{Error, Result};
 use crate::kdf::Salt;
-use crate::keystore::{KeyMaterial, KeyStore, KeystoreError, Options, VersionInfo, VersionSpec};
+use crate::keystore::{
+    KeyMaterial, KeyStore, KeystoreError, Options, VersionInfo, VersionSpec, VersionState,
+};
+use crate::persist::{Prefixes, WriteWarning};
+use crate::storage::Change;
 use crate::{Statistics, Version, fernet};
 
 /// Encrypts and decrypts application secrets under versioned keys, and
@@ -50,6 +55,12 @@ pub struct SecretsManager {
     audit: Option<AuditHook>,
     /// The active version when `cleanup` ran, for `active_version` after it.
     last_active: Mutex<Version>,
+    /// Serialises changes (rotation, lifecycle, file writes), so a file
+    /// write and the matching change in memory happen as one.
+    writer: Mutex<()>,
+    /// Where changes are written.
+    keyring_file: Option<(PathBuf, Prefixes)>,
+    warning: Option<WarningHook>,
 }
 
 impl fmt::Debug for SecretsManager {
@@ -58,6 +69,7 @@ impl fmt::Debug for SecretsManager {
             .field("store", &self.store)
             .field("kdf_iterations", &self.iterations)
             .field("audit_callback", &self.audit.is_some())
+            .field("keyring_file", &self.keyring_file())
             .finish()
     }
 }
@@ -95,11 +107,33 @@ impl SecretsManager {
             iterations: config.kdf_iterations,
             audit: config.audit,
             last_active: Mutex::new(config.active),
+            writer: Mutex::new(()),
+            keyring_file: config.keyring_file,
+            warning: config.warning,
         })
     }
 
     pub(crate) fn store(&self) -> &KeyStore {
         &self.store
+    }
+
+    pub(crate) fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn warn(&self, warning: &WriteWarning) {
+        match &self.warning {
+            Some(hook) => hook(warning),
+            None => tracing::warn!("{warning}"),
+        }
+    }
+
+    /// The file changes are written to: the one the configuration was
+    /// loaded from, or set with
+    /// [`SecretsConfigBuilder::persist_to_file`](crate::SecretsConfigBuilder::persist_to_file).
+    #[must_use]
+    pub fn keyring_file(&self) -> Option<&Path> {
+        self.keyring_file.as_ref().map(|(p, _)| p.as_path())
     }
 
     fn emit(&self, event: impl FnOnce() -> AuditEvent) {
@@ -241,10 +275,34 @@ impl SecretsManager {
         Rotation {
             manager: self,
             version: version.to_owned(),
-            password: password.into(),
+            key: NewKey::Password(password.into()),
             salt: None,
             persist: None,
+            activate: true,
         }
+    }
+
+    /// Starts a rotation to a new version with a raw Fernet key (44
+    /// characters of URL-safe base64, as `Fernet.generate_key()` or
+    /// `secrets-manager keygen` make).
+    ///
+    /// # Errors
+    ///
+    /// The key does not parse (the error names the version, never the key).
+    pub fn rotate_to_fernet_key(&self, version: &str, key: &str) -> Result<Rotation<'_>> {
+        let name = Version::new(version)?;
+        let parsed = fernet::Key::from_base64(key).map_err(|source| Error::FernetKey {
+            version: name,
+            source,
+        })?;
+        Ok(Rotation {
+            manager: self,
+            version: version.to_owned(),
+            key: NewKey::Fernet(parsed),
+            salt: None,
+            persist: None,
+            activate: true,
+        })
     }
 
     /// The active version (after [`cleanup`](Self::cleanup), the one that
@@ -275,22 +333,104 @@ impl SecretsManager {
         Ok(self.store.version_info()?)
     }
 
-    /// Stops a version from decrypting (it cannot be the active one).
+    /// Makes an existing version the active one (for example one added
+    /// with [`Rotation::activate`]`(false)`), recording the time. Its key is
+    /// derived before it is published. Written to the
+    /// [`keyring_file`](Self::keyring_file), if any, first.
     ///
     /// # Errors
     ///
-    /// Unknown or active version; after cleanup.
-    pub fn retire_version(&self, version: &str) -> Result<()> {
-        Ok(self.store.retire(&Version::new(version)?)?)
+    /// Unknown, retired or destroyed version; writing the file; after
+    /// cleanup.
+    pub fn activate_version(&self, version: &str) -> Result<()> {
+        let version = Version::new(version)?;
+        let _writer = self.writer();
+        let previous = self.store.active_version()?;
+        let at = fernet::unix_time();
+        self.check_state(version, |state| match state {
+            VersionState::Retired => Err(KeystoreError::VersionRetired(version)),
+            VersionState::Destroyed => Err(KeystoreError::VersionDestroyed(version)),
+            _ => Ok(()),
+        })?;
+        self.write_through(Change::Activate { version, at })?;
+        self.store.activate(&version, Some(at))?;
+        self.emit(|| AuditEvent::Activation {
+            version,
+            previous_version: previous,
+        });
+        Ok(())
     }
 
-    /// Erases a version's key; its tokens then fail with an error naming it.
+    /// Stops a version from decrypting (it cannot be the active one). The
+    /// key is kept. Written to the [`keyring_file`](Self::keyring_file), if
+    /// any, first.
     ///
     /// # Errors
     ///
-    /// Unknown or active version; after cleanup.
+    /// Unknown or active version; writing the file; after cleanup.
+    pub fn retire_version(&self, version: &str) -> Result<()> {
+        let version = Version::new(version)?;
+        let _writer = self.writer();
+        self.check_not_active(version)?;
+        self.write_through(Change::Retire(version))?;
+        self.store.retire(&version)?;
+        self.emit(|| AuditEvent::Retirement { version });
+        Ok(())
+    }
+
+    /// Erases a version's key, in memory and in the
+    /// [`keyring_file`](Self::keyring_file) (if any, first), where a
+    /// tombstone keeps the name; its tokens then fail with an error naming
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// Unknown or active version; writing the file; after cleanup.
     pub fn destroy_version(&self, version: &str) -> Result<()> {
-        Ok(self.store.destroy(&Version::new(version)?)?)
+        let version = Version::new(version)?;
+        let _writer = self.writer();
+        self.check_not_active(version)?;
+        self.write_through(Change::Destroy(version))?;
+        self.store.destroy(&version)?;
+        self.emit(|| AuditEvent::Destruction { version });
+        Ok(())
+    }
+
+    /// Checks, before any file is touched, that the store knows `version`
+    /// and `allowed` accepts its state.
+    fn check_state(
+        &self,
+        version: Version,
+        allowed: impl FnOnce(VersionState) -> Result<(), KeystoreError>,
+    ) -> Result<()> {
+        let infos = self.store.version_info()?;
+        match infos.iter().find(|i| i.version == version) {
+            Some(info) => Ok(allowed(info.state)?),
+            None => Err(KeystoreError::UnknownVersion {
+                version,
+                available: infos.iter().map(|i| i.version).collect(),
+            }
+            .into()),
+        }
+    }
+
+    fn check_not_active(&self, version: Version) -> Result<()> {
+        let active = self.store.active_version()?;
+        self.check_state(version, |_| {
+            if version == active {
+                Err(KeystoreError::ActiveVersion(version))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    /// Writes a change to the keyring file, when there is one.
+    fn write_through(&self, change: Change<'_>) -> Result<()> {
+        match &self.keyring_file {
+            Some((path, prefixes)) => self.write_file(path, prefixes, change),
+            None => Ok(()),
+        }
     }
 
     /// Counts since creation, exact under any concurrency.
@@ -319,32 +459,53 @@ impl SecretsManager {
         self.emit(|| AuditEvent::Cleanup);
     }
 
-    pub(crate) fn rotate(
-        &self,
-        version: &str,
-        password: SecretString,
-        salt: Option<Salt>,
-    ) -> Result<Version> {
-        let name = Version::new(version)?;
+    /// Adds a version: first to the file (conflict-checked under its
+    /// lock), then in memory, so a refused write changes nothing.
+    fn rotate(&self, rotation: Rotation<'_>) -> Result<Version> {
+        let name = Version::new(&rotation.version)?;
+        let _writer = self.writer();
         let previous = self.store.active_version()?;
-        let salt = salt.unwrap_or_else(Salt::generate);
-        let spec = VersionSpec {
-            name,
-            material: KeyMaterial::Password {
+        if self.store.versions()?.contains(&name) {
+            return Err(KeystoreError::DuplicateVersion(name).into());
+        }
+        let material = match rotation.key {
+            NewKey::Password(password) => KeyMaterial::Password {
                 password,
-                salt,
+                salt: rotation.salt.unwrap_or_else(Salt::generate),
                 salt_hash: None,
                 iterations: self.iterations,
+                // A new version's count is its own, and is recorded.
+                iterations_recorded: true,
             },
-            activated_at: Some(fernet::unix_time()),
+            NewKey::Fernet(key) => KeyMaterial::Fernet(key),
         };
-        self.store.add_version(spec, true)?;
-        self.emit(|| AuditEvent::Rotation {
-            new_version: name,
-            previous_version: previous,
-        });
+        let spec = VersionSpec::new(name, material)
+            .with_activated_at(rotation.activate.then(fernet::unix_time));
+        let change = Change::Add {
+            spec: &spec,
+            activate: rotation.activate,
+        };
+        match rotation.persist {
+            Some(path) => self.write_file(&path, &Prefixes::default(), change)?,
+            None => self.write_through(change)?,
+        }
+        self.store.add_version(spec, rotation.activate)?;
+        if rotation.activate {
+            self.emit(|| AuditEvent::Rotation {
+                new_version: name,
+                previous_version: previous,
+            });
+        } else {
+            self.emit(|| AuditEvent::VersionAdded { version: name });
+        }
         Ok(name)
     }
+}
+
+/// The key of a version being added.
+enum NewKey {
+    Password(SecretString),
+    Fernet(fernet::Key),
 }
 
 /// A rotation being set up: see
@@ -353,9 +514,10 @@ impl SecretsManager {
 pub struct Rotation<'m> {
     manager: &'m SecretsManager,
     version: String,
-    password: SecretString,
+    key: NewKey,
     salt: Option<Salt>,
     persist: Option<std::path::PathBuf>,
+    activate: bool,
 }
 
 impl fmt::Debug for Rotation<'_> {
@@ -363,6 +525,7 @@ impl fmt::Debug for Rotation<'_> {
         f.debug_struct("Rotation")
             .field("version", &self.version)
             .field("salt_set", &self.salt.is_some())
+            .field("activate", &self.activate)
             .finish()
     }
 }
@@ -375,29 +538,37 @@ impl Rotation<'_> {
         self
     }
 
-    /// Also writes the keyring to this `.env` file once the rotation is
-    /// applied, merging with what the file holds (see
-    /// [`SecretsManager::persist_to_file`]).
+    /// Writes the rotation to this `.env` file (instead of the manager's
+    /// [`keyring_file`](SecretsManager::keyring_file)), merging with what
+    /// the file holds (see [`SecretsManager::persist_to_file`]).
     pub fn persist_to_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
         self.persist = Some(path.as_ref().to_owned());
         self
     }
 
-    /// Adds the version and makes it active. Existing versions stay and
-    /// keep decrypting; their cached keys are kept. With
-    /// [`persist_to_file`](Self::persist_to_file), the file is then updated.
+    /// Whether the new version becomes active (default `true`). With
+    /// `false` it is added and decrypts, and
+    /// [`SecretsManager::activate_version`] makes it active later: stage it
+    /// everywhere first, then switch.
+    pub fn activate(mut self, activate: bool) -> Self {
+        self.activate = activate;
+        self
+    }
+
+    /// Adds the version and (by default) makes it active. Existing versions
+    /// stay and keep decrypting; their cached keys are kept.
+    ///
+    /// The file ([`persist_to_file`](Self::persist_to_file), or the
+    /// manager's [`keyring_file`](SecretsManager::keyring_file)) is written
+    /// first, under its lock; the change is made in memory only once the
+    /// write succeeded. A file that already has the name with other
+    /// material refuses it ([`Error::Conflict`]), and nothing changes.
     ///
     /// # Errors
     ///
-    /// An invalid or existing version name; after cleanup; writing the file.
-    /// If only the write fails, the rotation has happened in memory.
+    /// An invalid or existing version name; a conflict in the file; writing
+    /// the file; after cleanup.
     pub fn apply(self) -> Result<Version> {
-        let version = self
-            .manager
-            .rotate(&self.version, self.password, self.salt)?;
-        if let Some(path) = self.persist {
-            self.manager.persist_to_file(path)?;
-        }
-        Ok(version)
+        self.manager.rotate(self)
     }
 }

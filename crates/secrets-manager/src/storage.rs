@@ -1,26 +1,60 @@
 //! Writing the manager's keyring to a `.env` file.
+//!
+//! Every write merges one snapshot of the key store into the file under
+//! the file's lock, and may only add versions, advance their lifecycle and
+//! move the active pointer (see `secrets_manager_persist::Keyring`). A
+//! version that exists in the file with other material is a conflict, and
+//! nothing is written.
 
 use std::path::Path;
 
 use secrecy::ExposeSecret as _;
 
 use crate::error::Result;
-use crate::keystore::KeyMaterial;
-use crate::persist::{self, Prefixes, StoredKey, StoredVersion};
-use crate::{Error, SecretsManager};
+use crate::fernet::Key;
+use crate::kdf::{DEFAULT_ITERATIONS, Salt};
+use crate::keystore::{KeyMaterial, Snapshot, VersionSpec, VersionState};
+use crate::persist::{self, Keyring, Prefixes, StoredKey, StoredState, StoredVersion};
+use crate::{Error, SecretsManager, Version};
+
+/// What a write does besides merging the snapshot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Change<'a> {
+    /// Everything the manager holds, its active version included
+    /// (`persist_to_file`).
+    Everything,
+    /// As `Everything`, into a file that holds no keys yet.
+    Create,
+    /// Adds a version, active or not.
+    Add {
+        spec: &'a VersionSpec,
+        activate: bool,
+    },
+    /// Makes a version active.
+    Activate { version: Version, at: u64 },
+    /// Retires a version.
+    Retire(Version),
+    /// Destroys a version.
+    Destroy(Version),
+}
 
 impl SecretsManager {
-    /// Writes every version and the active pointer to a `.env` keyring file
-    /// the Python package reads, merging under the file's lock: versions
-    /// already in the file are kept, this manager's are added or updated,
-    /// and the active version is set. Comments and other variables are kept
-    /// byte for byte. Atomic and durable; a new file gets mode 0600.
+    /// Writes every version, its lifecycle and the active pointer to a
+    /// `.env` keyring file the Python package reads, merging under the
+    /// file's lock: versions only the file has are kept, versions only this
+    /// manager has are added, retired and destroyed states only advance,
+    /// and the active version is set. Existing lines, comments and other
+    /// variables are kept byte for byte. Atomic and durable; a new file
+    /// gets mode 0600.
+    ///
+    /// A version the file already has must hold the same material here;
+    /// otherwise nothing is written and [`Error::Conflict`] names it.
     ///
     /// # Errors
     ///
-    /// The file exists but cannot be read, parsed or verified; a value
-    /// python-dotenv could not read back; a file-system error; after
-    /// cleanup.
+    /// The file exists but cannot be read, parsed or verified; a conflict;
+    /// a value python-dotenv could not read back; a file-system error;
+    /// after cleanup.
     pub fn persist_to_file(&self, path: impl AsRef<Path>) -> Result<()> {
         self.persist_to_file_with_prefixes(path, &Prefixes::default())
     }
@@ -36,7 +70,8 @@ impl SecretsManager {
         path: impl AsRef<Path>,
         prefixes: &Prefixes,
     ) -> Result<()> {
-        self.write_keyring(path.as_ref(), prefixes, false)
+        let _writer = self.writer();
+        self.write_file(path.as_ref(), prefixes, Change::Everything)
     }
 
     /// Writes the keyring to a new `.env` file, or one that holds no keys
@@ -48,46 +83,206 @@ impl SecretsManager {
     /// [`Error::KeyringExists`] when the file already holds keys; otherwise
     /// as [`persist_to_file`](Self::persist_to_file).
     pub fn create_keyring_file(&self, path: impl AsRef<Path>) -> Result<()> {
-        self.write_keyring(path.as_ref(), &Prefixes::default(), true)
+        let _writer = self.writer();
+        self.write_file(path.as_ref(), &Prefixes::default(), Change::Create)
     }
 
-    fn write_keyring(&self, path: &Path, prefixes: &Prefixes, must_be_empty: bool) -> Result<()> {
-        let mut ours = Vec::new();
-        self.store().for_each_material(|info, material| {
-            let key = match material {
-                KeyMaterial::Password {
-                    password,
-                    salt,
-                    salt_hash,
-                    ..
-                } => StoredKey::Password {
-                    password: password.expose_secret().into(),
-                    salt: salt.to_text(),
-                    salt_hash: Some(salt_hash.clone().unwrap_or_else(|| salt.sha256_hex())),
-                },
-                KeyMaterial::Fernet(key) => StoredKey::Fernet(key.to_base64().as_str().into()),
-            };
-            ours.push(StoredVersion {
-                name: info.version.to_string(),
-                key,
-                iterations: info.iterations,
-                activated_at: info.activated_at,
-            });
-        })?;
-        let active = self.store().active_version()?.to_string();
-        persist::update_keyring(path, prefixes, |mut keyring| {
-            if must_be_empty && !keyring.versions.is_empty() {
+    /// Merges one snapshot of the store, and `change`, into the file.
+    /// Callers hold the manager's writer lock.
+    pub(crate) fn write_file(
+        &self,
+        path: &Path,
+        prefixes: &Prefixes,
+        change: Change<'_>,
+    ) -> Result<()> {
+        // One snapshot: the versions and the active pointer from the same
+        // moment.
+        let (ours, active) = self.store().with_snapshot(stored_versions)?;
+        let added = match change {
+            Change::Add { spec, .. } => Some(stored_spec(spec)),
+            _ => None,
+        };
+        let (_, report) = persist::update_keyring(path, prefixes, |file: &mut Keyring| {
+            if matches!(change, Change::Create) && !file.versions().is_empty() {
                 return Err(Error::KeyringExists {
                     path: path.to_owned(),
                 });
             }
-            for version in ours {
-                keyring.upsert(version);
+            for version in ours.iter().chain(added.iter()) {
+                merge(file, version, path)?;
             }
-            keyring.active = Some(active);
-            Ok::<_, Error>(keyring)
+            match change {
+                Change::Everything | Change::Create => file.set_active(active.as_str())?,
+                Change::Add {
+                    spec,
+                    activate: true,
+                } => file.set_active(spec.name.as_str())?,
+                Change::Add { .. } => {}
+                Change::Activate { version, at } => {
+                    file.set_active_at(version.as_str(), Some(at))?;
+                }
+                Change::Retire(version) => {
+                    file.retire(version.as_str())?;
+                }
+                Change::Destroy(version) => {
+                    file.destroy(version.as_str())?;
+                }
+            }
+            Ok::<_, Error>(())
         })?;
-        tracing::info!(path = %path.display(), "persisted keyring");
+        for warning in &report.warnings {
+            self.warn(warning);
+        }
+        if report.written {
+            tracing::info!(path = %path.display(), "persisted keyring");
+        }
         Ok(())
+    }
+}
+
+/// One stored version as the file should hold it: the existing one when
+/// the material is the same (or the file destroyed it), added when new, a
+/// conflict otherwise. States only advance.
+fn merge(file: &mut Keyring, ours: &Merged, path: &Path) -> Result<()> {
+    let Some(existing) = file.get(&ours.version.name) else {
+        file.add(ours.version.clone())?;
+        return Ok(());
+    };
+    if existing.state != StoredState::Destroyed
+        && ours.version.state != StoredState::Destroyed
+        && !same_material(existing, ours)
+    {
+        return Err(Error::Conflict {
+            origin: path.display().to_string(),
+            version: ours.name,
+        });
+    }
+    match ours.version.state {
+        StoredState::Retired => {
+            file.retire(&ours.version.name)?;
+        }
+        StoredState::Destroyed => {
+            file.destroy(&ours.version.name)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Whether the file's version holds this material: the same kind, password
+/// or key, salt bytes, and iteration count (a version without a record in
+/// the file is read with the reader's setting, so it matches a count that
+/// is not the version's own, or the default).
+fn same_material(file: &StoredVersion, ours: &Merged) -> bool {
+    match (&file.key, &ours.version.key) {
+        (
+            Some(StoredKey::Password {
+                password: p1,
+                salt: s1,
+                ..
+            }),
+            Some(StoredKey::Password {
+                password: p2,
+                salt: s2,
+                ..
+            }),
+        ) => {
+            let iterations = match file.iterations {
+                Some(n) => n == ours.iterations,
+                None => !ours.iterations_recorded || ours.iterations == DEFAULT_ITERATIONS.get(),
+            };
+            p1.expose_secret() == p2.expose_secret()
+                && Salt::from(s1.as_str()) == Salt::from(s2.as_str())
+                && iterations
+        }
+        (Some(StoredKey::Fernet(k1)), Some(StoredKey::Fernet(k2))) => {
+            match (
+                Key::from_base64(k1.expose_secret()),
+                Key::from_base64(k2.expose_secret()),
+            ) {
+                (Ok(a), Ok(b)) => a.to_base64() == b.to_base64(),
+                _ => k1.expose_secret() == k2.expose_secret(),
+            }
+        }
+        _ => false,
+    }
+}
+
+/// A version of the store, as stored, with what comparing it needs.
+struct Merged {
+    name: Version,
+    version: StoredVersion,
+    /// The count it is derived with.
+    iterations: u32,
+    /// Whether that count is the version's own.
+    iterations_recorded: bool,
+}
+
+fn stored_versions(snapshot: &Snapshot<'_>) -> (Vec<Merged>, Version) {
+    let versions = snapshot
+        .versions()
+        .map(|(info, material)| stored(info.version, info.state, info.activated_at, material))
+        .collect();
+    (versions, snapshot.active())
+}
+
+fn stored_spec(spec: &VersionSpec) -> Merged {
+    stored(
+        spec.name,
+        spec.state,
+        spec.activated_at,
+        spec.material.as_ref(),
+    )
+}
+
+fn stored(
+    name: Version,
+    state: VersionState,
+    activated_at: Option<u64>,
+    material: Option<&KeyMaterial>,
+) -> Merged {
+    let (version, iterations, iterations_recorded) = match material {
+        Some(KeyMaterial::Password {
+            password,
+            salt,
+            salt_hash,
+            iterations,
+            iterations_recorded,
+        }) => {
+            let key = StoredKey::Password {
+                password: password.expose_secret().into(),
+                salt: salt.to_text(),
+                salt_hash: Some(salt_hash.clone().unwrap_or_else(|| salt.sha256_hex())),
+            };
+            // A count is recorded only when it is the version's own: a
+            // reader's setting written down would mislead every later
+            // reader.
+            let recorded = iterations_recorded.then_some(iterations.get());
+            (
+                StoredVersion::new(name.as_str(), key).with_iterations(recorded),
+                iterations.get(),
+                *iterations_recorded,
+            )
+        }
+        Some(KeyMaterial::Fernet(key)) => (
+            StoredVersion::new(
+                name.as_str(),
+                StoredKey::Fernet(key.to_base64().as_str().into()),
+            ),
+            0,
+            false,
+        ),
+        None => (StoredVersion::tombstone(name.as_str()), 0, false),
+    };
+    let state = match state {
+        VersionState::Usable => StoredState::Usable,
+        VersionState::Retired => StoredState::Retired,
+        _ => StoredState::Destroyed,
+    };
+    Merged {
+        name,
+        version: version.with_activated_at(activated_at).with_state(state),
+        iterations,
+        iterations_recorded,
     }
 }

@@ -108,6 +108,7 @@ fn debug_errors_events_and_logs_carry_no_secret() {
         salt: Salt::from(SALT),
         salt_hash: Some(Salt::from(SALT).sha256_hex()),
         iterations: secrets_manager::kdf::DEFAULT_ITERATIONS,
+        iterations_recorded: true,
     };
     show("material", format!("{material:?}"));
     show(

@@ -11,27 +11,28 @@ use secrets_manager::persist::{
 use secrets_manager::{SecretsConfig, SecretsManager};
 
 fn password_version(name: &str, password: &str, salt: &str) -> StoredVersion {
-    StoredVersion {
-        name: name.into(),
-        key: StoredKey::Password {
+    StoredVersion::new(
+        name,
+        StoredKey::Password {
             password: password.into(),
             salt: salt.into(),
             salt_hash: None,
         },
-        iterations: Some(1_000),
-        activated_at: Some(1_700_000_000),
-    }
+    )
+    .with_iterations(Some(1_000))
+    .with_activated_at(Some(1_700_000_000))
 }
 
 fn write(path: &Path, versions: Vec<StoredVersion>, active: &str) -> Keyring {
-    update_keyring(path, &Prefixes::default(), |mut k: Keyring| {
+    update_keyring(path, &Prefixes::default(), |k: &mut Keyring| {
         for v in versions {
-            k.upsert(v);
+            k.add(v)?;
         }
-        k.active = Some(active.into());
-        Ok::<_, PersistError>(k)
+        k.set_active(active)?;
+        Ok::<_, PersistError>(k.clone())
     })
     .unwrap()
+    .0
 }
 
 fn err_text(path: &Path) -> String {
@@ -129,11 +130,11 @@ fn comments_and_other_variables_are_kept_byte_for_byte() {
     assert!(names.contains(&"DATABASE_URL") && names.contains(&"TOKEN"));
     let keyring = read_keyring(&p, &Prefixes::default()).unwrap();
     assert_eq!(
-        keyring.versions.len(),
+        keyring.versions().len(),
         2,
         "the first version survives the second write"
     );
-    assert_eq!(keyring.active.as_deref(), Some("v2"));
+    assert_eq!(keyring.active(), Some("v2"));
 }
 
 #[cfg(unix)]
@@ -156,26 +157,38 @@ fn new_files_are_private_and_existing_modes_are_kept() {
 }
 
 #[test]
-fn a_temporary_file_left_by_a_killed_writer_is_reused() {
+fn temporary_files_left_by_killed_writers_are_removed_under_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join(".env.secrets");
-    std::fs::write(persist::temp_path(&p), "half-written garbage").unwrap();
+    // The fixed name earlier versions used, today's random one, and a file
+    // that only looks alike and is not ours.
+    for leftover in [
+        "..env.secrets.tmp",
+        ".env.secrets.tmp-0123456789abcdef",
+        ".env.secrets.tmp-notours",
+    ] {
+        std::fs::write(dir.path().join(leftover), "half-written garbage").unwrap();
+    }
     write(&p, vec![password_version("v1", "pw", "c2FsdA==")], "v1");
-    let names: Vec<String> = std::fs::read_dir(dir.path())
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, [".env.secrets"], "no temporary file left behind");
+    names.sort();
+    assert_eq!(
+        names,
+        [".env.secrets", ".env.secrets.tmp-notours"],
+        "no temporary file of ours left behind"
+    );
 }
 
 #[test]
 fn values_python_dotenv_cannot_read_back_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join(".env.secrets");
-    let result = update_keyring(&p, &Prefixes::default(), |mut k: Keyring| {
-        k.upsert(password_version("v1", "pa${HOME}ss", "c2FsdA=="));
-        k.active = Some("v1".into());
-        Ok::<_, PersistError>(k)
+    let result = update_keyring(&p, &Prefixes::default(), |k: &mut Keyring| {
+        k.add(password_version("v1", "pa${HOME}ss", "c2FsdA=="))?;
+        k.set_active("v1")
     });
     let e = result.unwrap_err().to_string();
     assert!(
@@ -245,10 +258,9 @@ proptest! {
     fn written_values_read_back_unchanged(password in "[ -~\u{e9}\u{2713}\n\r\t\\\\\"'#=$]{0,40}", salt in "[ -~\n\\\\]{0,20}") {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(".env.secrets");
-        let result = update_keyring(&p, &Prefixes::default(), |mut k: Keyring| {
-            k.upsert(password_version("v1", &password, &salt));
-            k.active = Some("v1".into());
-            Ok::<_, PersistError>(k)
+        let result = update_keyring(&p, &Prefixes::default(), |k: &mut Keyring| {
+            k.add(password_version("v1", &password, &salt))?;
+            k.set_active("v1")
         });
         match result {
             Ok(_) => {
@@ -333,12 +345,10 @@ fn prefixes_can_be_changed() {
         "MYAPP_KEY__Main=\"pw\"\nMYAPP_SALT__Main=\"c2FsdA==\"\nMYAPP_ACTIVE=main\n",
     )
     .unwrap();
-    let prefixes = Prefixes {
-        keys: "MYAPP_KEY__".into(),
-        salt: "MYAPP_SALT__".into(),
-        active: "MYAPP_ACTIVE".into(),
-        ..Prefixes::default()
-    };
+    let mut prefixes = Prefixes::default();
+    prefixes.keys = "MYAPP_KEY__".into();
+    prefixes.salt = "MYAPP_SALT__".into();
+    prefixes.active = "MYAPP_ACTIVE".into();
     let config = SecretsConfig::builder()
         .kdf_iterations(1_000)
         .env_file_with_prefixes(&p, &prefixes)
@@ -357,5 +367,5 @@ fn prefixes_can_be_changed() {
         text.contains("MYAPP_KEY__next=") && text.contains("MYAPP_ACTIVE=\"next\""),
         "{text}"
     );
-    assert_eq!(read_keyring(&p, &prefixes).unwrap().versions.len(), 2);
+    assert_eq!(read_keyring(&p, &prefixes).unwrap().versions().len(), 2);
 }
