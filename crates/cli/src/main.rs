@@ -22,7 +22,7 @@ use secrets_manager::{Salt, SecretsConfig, SecretsManager};
 /// Keys live in a `.env` keyring file that the Python SecretsManager also
 /// reads and writes. Tokens are Fernet tokens.
 #[derive(Debug, Parser)]
-#[command(name = "secrets-manager", version, about, long_about = None)]
+#[command(name = "secrets-manager", version, about, long_about = None, args_override_self = true)]
 struct Cli {
     /// The keyring file.
     #[arg(

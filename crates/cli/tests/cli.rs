@@ -381,3 +381,356 @@ fn usage_errors_exit_2() {
         assert!(help.contains(cmd), "{help}");
     }
 }
+
+// The keyring never loses a key: each test below is named after a way a
+// command once lost one (or could have).
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn same_name_rotations_started_together_exactly_one_wins() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let t1 = env.ok(&["encrypt"], b"before");
+    for round in 0..3 {
+        let name = format!("r{round}");
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                std::process::Command::new(assert_cmd::cargo::cargo_bin("secrets-manager"))
+                    .current_dir(env.dir.path())
+                    .env_remove("SECRETS_MANAGER_ENV_FILE")
+                    .args(["--iterations", "1000", "rotate", "--new-version", &name])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let winners = outs.iter().filter(|o| o.status.success()).count();
+        assert_eq!(
+            winners, 1,
+            "round {round}: {winners} rotations to {name} succeeded"
+        );
+        for out in outs.iter().filter(|o| !o.status.success()) {
+            assert_eq!(out.status.code(), Some(1));
+            let err = stderr_of(out);
+            assert!(
+                err.contains(&format!("version {name} already exists")),
+                "{err}"
+            );
+        }
+        // Whatever the winner wrote is what every later reader gets.
+        let token = env.ok(&["encrypt"], name.as_bytes());
+        assert_eq!(env.ok(&["decrypt"], &token), name.as_bytes());
+    }
+    assert_eq!(env.ok(&["decrypt"], &t1), b"before");
+}
+
+#[test]
+fn a_rotation_with_other_iterations_never_rewrites_an_old_versions_count() {
+    let env = Env::new();
+    // As the Python package writes it: no iteration record.
+    std::fs::write(
+        env.file(),
+        "ENCRYPTION_KEYS__v1=\"pw\"\nENCRYPTION_SALT__v1=\"c2FsdA==\"\n",
+    )
+    .unwrap();
+    let token = env.ok(&["encrypt"], b"v1 data"); // v1 read with 1000
+    env.ok(
+        &["--iterations", "2000", "rotate", "--new-version", "v2"],
+        b"",
+    );
+    let text = std::fs::read_to_string(env.file()).unwrap();
+    assert!(!text.contains("ENCRYPTION_KDF_ITERATIONS__v1"), "{text}");
+    assert!(
+        text.contains("ENCRYPTION_KDF_ITERATIONS__v2=\"2000\""),
+        "{text}"
+    );
+    assert_eq!(env.ok(&["decrypt"], &token), b"v1 data");
+    // A version created here records its count and reads right whatever
+    // the reader's setting.
+    let t2 = env.ok(&["encrypt"], b"v2 data");
+    assert_eq!(
+        env.ok(&["--iterations", "5", "decrypt", "--hint", "v2"], &t2),
+        b"v2 data"
+    );
+}
+
+#[test]
+fn a_reference_to_an_environment_variable_is_never_written_out_expanded() {
+    let env = Env::new();
+    std::fs::write(
+        env.file(),
+        "ENCRYPTION_KEYS__v1=${KEYRING_PW}\nENCRYPTION_SALT__v1=\"c2FsdA==\"\n",
+    )
+    .unwrap();
+    let with_pw = |args: &[&str], stdin: &[u8]| {
+        let out = env
+            .cmd(args)
+            .env("KEYRING_PW", "SENTINEL-FROM-ENV")
+            .write_stdin(stdin)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        out.stdout
+    };
+    let token = with_pw(&["encrypt"], b"secret");
+    with_pw(&["rotate", "--new-version", "v2"], b"");
+    let text = std::fs::read_to_string(env.file()).unwrap();
+    assert!(
+        !text.contains("SENTINEL"),
+        "the secret leaked into the file: {text}"
+    );
+    assert!(
+        text.contains("ENCRYPTION_KEYS__v1=${KEYRING_PW}\n"),
+        "{text}"
+    );
+    assert_eq!(with_pw(&["decrypt"], &token), b"secret");
+}
+
+#[test]
+fn a_reference_to_an_unset_variable_does_not_empty_the_old_password() {
+    let env = Env::new();
+    std::fs::write(
+        env.file(),
+        "ENCRYPTION_KEYS__v1=${KEYRING_PW}\nENCRYPTION_SALT__v1=\"c2FsdA==\"\n",
+    )
+    .unwrap();
+    // Unset: v1's password reads as empty, and the rotation must not write
+    // that down.
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    let text = std::fs::read_to_string(env.file()).unwrap();
+    assert!(
+        text.contains("ENCRYPTION_KEYS__v1=${KEYRING_PW}\n"),
+        "{text}"
+    );
+    assert!(!text.contains("ENCRYPTION_KEYS__v1=\"\""), "{text}");
+}
+
+#[test]
+fn the_lifecycle_is_persisted_and_shown() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let t1 = env.ok(&["encrypt"], b"one");
+    env.ok(&["rotate", "--new-version", "v2", "--no-activate"], b"");
+    let status = String::from_utf8(env.ok(&["status"], b"")).unwrap();
+    assert!(status.contains("active: v1"), "{status}");
+    let t = env.ok(&["encrypt"], b"still v1");
+    assert_eq!(env.manager().decrypt(t.trim_ascii()).unwrap().0, "v1");
+
+    env.ok(&["activate", "v2"], b"");
+    let t2 = env.ok(&["encrypt"], b"two");
+    assert_eq!(env.manager().decrypt(t2.trim_ascii()).unwrap().0, "v2");
+
+    env.ok(&["retire", "v1"], b"");
+    let status = String::from_utf8(env.ok(&["status"], b"")).unwrap();
+    let v1_line = status.lines().find(|l| l.starts_with("v1 ")).unwrap();
+    assert!(v1_line.contains("retired"), "{status}");
+    let err = env.fails(&["decrypt"], &t1, 1);
+    assert!(err.contains("v1") && err.contains("retired"), "{err}");
+    let err = env.fails(&["activate", "v1"], b"", 1);
+    assert!(err.contains("retired"), "{err}");
+    let err = env.fails(&["retire", "v2"], b"", 1);
+    assert!(err.contains("active"), "{err}");
+
+    // destroy needs --yes: a usage error otherwise, and nothing changes.
+    let before = std::fs::read(env.file()).unwrap();
+    let err = env.fails(&["destroy", "v1"], b"", 2);
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(std::fs::read(env.file()).unwrap(), before);
+    env.ok(&["destroy", "v1", "--yes"], b"");
+    let text = std::fs::read_to_string(env.file()).unwrap();
+    assert!(!text.contains("ENCRYPTION_KEYS__v1"), "{text}");
+    assert!(
+        text.contains("ENCRYPTION_STATE__v1=\"destroyed\""),
+        "{text}"
+    );
+    let status = String::from_utf8(env.ok(&["status"], b"")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("v1 ") && l.contains("destroyed")),
+        "{status}"
+    );
+    let err = env.fails(&["decrypt"], &t1, 1);
+    assert!(err.contains("destroyed") && err.contains("v1"), "{err}");
+    let err = env.fails(&["rotate", "--new-version", "v1"], b"", 1);
+    assert!(err.contains("v1"), "{err}");
+    let err = env.fails(&["activate", "v9"], b"", 1);
+    assert!(err.contains("unknown version v9"), "{err}");
+    assert_eq!(env.ok(&["decrypt"], &t2), b"two");
+    env.ok(&["verify"], b"");
+}
+
+#[cfg(unix)]
+#[test]
+fn writes_go_through_a_symlink_to_its_target_and_keep_the_link() {
+    let env = Env::new();
+    let real = env.dir.path().join("real.env");
+    std::fs::write(&real, "").unwrap();
+    std::os::unix::fs::symlink("real.env", env.file()).unwrap();
+    env.ok(&["init"], b"");
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    assert!(
+        std::fs::symlink_metadata(env.file())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let text = std::fs::read_to_string(&real).unwrap();
+    assert!(text.contains("ENCRYPTION_KEYS__v2"), "{text}");
+    let names: Vec<_> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+}
+
+/// Each special path fails at once with an error saying what it is, never
+/// a hang or a spin (the command is killed if it takes longer than 20 s).
+#[cfg(unix)]
+#[test]
+fn dangling_links_fifos_and_directories_are_clear_errors() {
+    let env = Env::new();
+    let path = env.file();
+    let check = |args: &[&str], want: &str| {
+        let out = env
+            .cmd(args)
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(want),
+            "{args:?}: {err}"
+        );
+    };
+    std::os::unix::fs::symlink("nowhere.env", &path).unwrap();
+    check(&["init"], "does not exist");
+    check(&["rotate", "--new-version", "v2"], "");
+    std::fs::remove_file(&path).unwrap();
+
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    check(&["init"], "FIFO");
+    check(&["status"], "FIFO");
+    check(&["verify"], "FIFO");
+    std::fs::remove_file(&path).unwrap();
+
+    std::fs::create_dir(&path).unwrap();
+    check(&["init"], "directory");
+    check(&["status"], "directory");
+}
+
+/// A symbolic link planted where a writer once put its temporary file
+/// (a fixed name) must not redirect the write: the victim stays untouched.
+#[cfg(unix)]
+#[test]
+fn a_symlink_planted_at_the_temporary_name_redirects_nothing() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let victim = env.dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    for planted in ["..env.secrets.tmp", ".env.secrets.tmp-0000000000000000"] {
+        std::os::unix::fs::symlink(&victim, env.dir.path().join(planted)).unwrap();
+    }
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(env.manager().versions().len(), 2);
+    // The planted links themselves were cleaned up under the lock.
+    for planted in ["..env.secrets.tmp", ".env.secrets.tmp-0000000000000000"] {
+        assert!(std::fs::symlink_metadata(env.dir.path().join(planted)).is_err());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_keyring_readable_by_others_gets_a_warning() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let quiet = env.cmd(&["status"]).output().unwrap();
+    assert!(
+        !stderr_of(&quiet).contains("warning"),
+        "{}",
+        stderr_of(&quiet)
+    );
+    std::fs::set_permissions(env.file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.cmd(&["status"]).output().unwrap();
+    assert!(out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.starts_with("warning: ") && err.contains("0644") && err.contains("chmod 600"),
+        "{err}"
+    );
+    // The mode is kept across a rewrite, as the owner chose it.
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    assert_eq!(
+        std::fs::metadata(env.file()).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+}
+
+/// Run as root (as in CI), a rewrite keeps a file owned by another user
+/// theirs; a writer that may not `chown` says so on stderr.
+#[cfg(unix)]
+#[test]
+fn owner_and_group_are_kept_across_rewrites() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::os::unix::process::CommandExt as _;
+    // Root owns /proc/self when the test runs as root.
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if !root {
+        eprintln!("skipped: needs root to hand files to another user");
+        assert!(!secrets_manager_tests_in_ci(), "CI runs as root");
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    std::os::unix::fs::chown(env.file(), Some(65534), Some(65534)).unwrap();
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    let meta = std::fs::metadata(env.file()).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+
+    // Now a writer that is not root: the directory and file are writable
+    // by it, but it cannot give the new file back to root.
+    let other = Env::new();
+    other.ok(&["init"], b"");
+    std::fs::set_permissions(other.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(other.file(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin_dir.path().join("secrets-manager");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("secrets-manager"), &bin).unwrap();
+    let out = std::process::Command::new(&bin)
+        .current_dir(other.dir.path())
+        .env_remove("SECRETS_MANAGER_ENV_FILE")
+        .args(["--iterations", "1000", "rotate", "--new-version", "v2"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("cannot keep owner 0 and group 0"),
+        "{err}"
+    );
+    assert_eq!(other.manager().versions().len(), 2);
+}
+
+fn secrets_manager_tests_in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}

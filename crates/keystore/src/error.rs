@@ -31,6 +31,23 @@ impl fmt::Display for VersionList<'_> {
     }
 }
 
+/// `; destroyed, so unable to decrypt: v1` when there are destroyed
+/// versions.
+struct DestroyedNote<'a>(&'a [Version]);
+
+impl fmt::Display for DestroyedNote<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        write!(
+            f,
+            "; destroyed, so unable to decrypt: {}",
+            VersionList(self.0)
+        )
+    }
+}
+
 /// Something the key store refused or could not do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -77,10 +94,13 @@ pub enum KeystoreError {
         source: secrets_manager_kdf::KdfError,
     },
     /// No usable version could decrypt the token.
-    #[error("decryption failed with every version (tried: {})", VersionList(.tried))]
+    #[error("decryption failed with every version (tried: {}){}", VersionList(.tried), DestroyedNote(.destroyed))]
     DecryptionFailed {
         /// Versions tried, in order.
         tried: Vec<Version>,
+        /// Destroyed versions, one of which may have made the token (their
+        /// keys are gone, so there is no telling).
+        destroyed: Vec<Version>,
     },
     /// The token is not a well-formed Fernet token, or is outside its TTL.
     #[error("invalid token: malformed, or outside its time-to-live")]

@@ -712,7 +712,23 @@ impl KeyStore {
             };
         }
 
-        // Say why, when the version that should have opened it is gone.
+        // Say why, when the version that made it is gone: a retired
+        // version's key still verifies the token (its MAC, nothing is
+        // decrypted); a destroyed one is named by the hint or the token's
+        // time.
+        for entry in ring.entries.iter().rev() {
+            if entry.state != VersionState::Retired {
+                continue;
+            }
+            let fernet = match entry.cache.fernet.get() {
+                Some(fernet) => fernet,
+                None => self.derive(entry)?,
+            };
+            token = match token.verify(fernet) {
+                Ok(_) => return Err(KeystoreError::VersionRetired(entry.name)),
+                Err(unopened) => unopened,
+            };
+        }
         for index in [hinted, by_time].into_iter().flatten() {
             let entry = &ring.entries[index];
             match entry.state {
@@ -725,7 +741,13 @@ impl KeyStore {
             .filter(|&i| ring.entries[i].state == VersionState::Usable)
             .map(|i| ring.entries[i].name)
             .collect();
-        Err(KeystoreError::DecryptionFailed { tried })
+        let destroyed = ring
+            .entries
+            .iter()
+            .filter(|e| e.state == VersionState::Destroyed)
+            .map(|e| e.name)
+            .collect();
+        Err(KeystoreError::DecryptionFailed { tried, destroyed })
     }
 
     /// One attempt: the token back if this version does not open it.

@@ -784,12 +784,64 @@ fn write_atomically(
     Ok(())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Makes the next directory syncs on this thread fail (tests only).
+    static FAIL_DIRECTORY_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 #[cfg(unix)]
 fn sync_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    if FAIL_DIRECTORY_SYNC.get() {
+        return Err(std::io::Error::other("injected failure"));
+    }
     File::open(temp_dir(path)).and_then(|d| d.sync_all())
 }
 
 #[cfg(not(unix))]
 fn sync_dir(_path: &Path) -> std::io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{StoredKey, StoredVersion};
+
+    #[cfg(unix)]
+    #[test]
+    fn a_failed_directory_sync_after_the_rename_is_a_warning() {
+        let dir = std::env::temp_dir().join(format!("persist-dirsync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".env.secrets");
+        FAIL_DIRECTORY_SYNC.set(true);
+        let result = update_keyring(&path, &Prefixes::default(), |k| {
+            k.add(StoredVersion::new("v1", StoredKey::Fernet("k".into())))?;
+            k.set_active("v1")
+        });
+        FAIL_DIRECTORY_SYNC.set(false);
+        let ((), report) = result.unwrap();
+        assert!(report.written);
+        assert!(
+            matches!(
+                report.warnings.as_slice(),
+                [WriteWarning::DirectorySync { .. }]
+            ),
+            "{:?}",
+            report.warnings
+        );
+        assert!(
+            report.warnings[0]
+                .to_string()
+                .contains("cannot sync the directory")
+        );
+        assert!(
+            read_keyring(&path, &Prefixes::default())
+                .unwrap()
+                .get("v1")
+                .is_some()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

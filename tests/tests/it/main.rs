@@ -9,6 +9,7 @@ mod fernet_properties;
 mod fernet_vectors;
 mod hygiene;
 mod kdf_interop;
+mod keyring_safety;
 mod manager;
 mod migration;
 mod persist;
