@@ -74,6 +74,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "salt_text",
     "manager_decrypt",
     "dotenv_parse",
+    "keyring_update",
 ];
 
 fn root() -> PathBuf {

@@ -341,6 +341,7 @@ pub fn update_keyring<T, E: From<PersistError>>(
         let mut keyring =
             keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)?;
         let out = update(&mut keyring)?;
+        keyring.pin_implicit_active();
         let mut report = WriteReport::default();
         if keyring.is_changed() || stale_material(&parsed, &keyring, prefixes) {
             let text = render(path, &parsed, &keyring, prefixes)?;

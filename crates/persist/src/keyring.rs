@@ -458,13 +458,34 @@ impl Keyring {
         self.advance(name, StoredState::Destroyed)
     }
 
+    /// The active version: the recorded one, or the only version the
+    /// keyring was loaded with (the Python package's rule).
+    fn effective_active(&self) -> Option<&str> {
+        match (&self.active, self.loaded.len) {
+            (Some(a), _) => Some(a),
+            (None, 1) => Some(&self.versions[0].name)
+                .filter(|_| self.versions[0].state == StoredState::Usable),
+            _ => None,
+        }
+        .map(String::as_str)
+    }
+
+    /// Records an implicit active version once there are several: a file
+    /// with more than one version and no active variable cannot be read.
+    pub(crate) fn pin_implicit_active(&mut self) {
+        if self.active.is_none() && self.versions.len() > 1 {
+            self.active = self.effective_active().map(str::to_owned);
+        }
+    }
+
     fn advance(&mut self, name: &str, state: StoredState) -> Result<bool, PersistError> {
         let i = self.position(name)?;
-        let v = &mut self.versions[i];
-        if v.state >= state {
+        if self.versions[i].state >= state {
             return Ok(false);
         }
-        if self.active.as_deref() == Some(v.name.as_str()) {
+        let active = self.effective_active().map(str::to_owned);
+        let v = &mut self.versions[i];
+        if active.as_deref() == Some(v.name.as_str()) {
             return Err(PersistError::ActiveVersion {
                 origin: self.origin.clone(),
                 version: v.name.clone(),

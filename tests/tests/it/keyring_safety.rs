@@ -610,3 +610,34 @@ fn what_the_python_reader_sees_of_the_lifecycle() {
     assert!(out["values"].get("ENCRYPTION_KEYS__v1").is_none());
     assert_eq!(out["values"]["ENCRYPTION_STATE__v1"], "destroyed");
 }
+
+#[test]
+fn a_single_version_file_without_an_active_variable_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".env.secrets");
+    std::fs::write(
+        &path,
+        "ENCRYPTION_KEYS__v1=\"pw\"\nENCRYPTION_SALT__v1=\"c2FsdA==\"\n",
+    )
+    .unwrap();
+    let m = load(&path);
+    // The only version is the active one: it cannot be retired.
+    let e = update_keyring(&path, &Prefixes::default(), |k| k.retire("v1").map(|_| ()));
+    assert!(
+        matches!(e, Err(PersistError::ActiveVersion { .. })),
+        "{e:?}"
+    );
+    // Staging a second version records the active one, or the file would
+    // name no active version among two.
+    m.rotate_to_new_version("v2", "pw2")
+        .activate(false)
+        .apply()
+        .unwrap();
+    let again = load(&path);
+    assert_eq!(again.active_version(), "v1");
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("ACTIVE_ENCRYPTION_VERSION=\"v1\"")
+    );
+}
