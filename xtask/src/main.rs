@@ -272,16 +272,15 @@ fn vectors(check: bool) -> Result<()> {
         "tests/data/fernet_python-cryptography.json",
     )];
     for (script, target) in generators {
-        eprintln!("$ {} {script}", python());
-        let out = command(python())
-            .arg(root.join(script))
-            .output()
-            .with_context(|| {
-                format!(
-                    "cannot run {} (install Python 3 with `cryptography`)",
-                    python()
-                )
-            })?;
+        let mut cmd = command(python());
+        cmd.arg(script);
+        eprintln!("$ {}", describe(&cmd));
+        let out = cmd.output().with_context(|| {
+            format!(
+                "cannot run {} (install Python 3 with `cryptography`)",
+                python()
+            )
+        })?;
         ensure!(
             out.status.success(),
             "{script} failed:\n{}",
