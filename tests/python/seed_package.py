@@ -1,5 +1,10 @@
-"""The Python SecretsManager's .env keyring behaviour, as SEED.md describes
-it, for the migration tests.
+"""A model of the Python SecretsManager's .env keyring behaviour, as SEED.md
+describes it, for the migration tests.
+
+This is the project's own code, not the original package: it re-creates the
+file layout, checksum, salt normalisation and key derivation on top of
+`cryptography` and `python-dotenv`. Tests against it show agreement with this
+model of the package, not with the package itself.
 
 Request on stdin (JSON):
   {"mode": "write", "path": P, "versions": {name: [password, salt_text]},

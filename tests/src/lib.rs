@@ -32,16 +32,6 @@ pub fn python_script(name: &str) -> PathBuf {
     workspace_root().join("tests/python").join(name)
 }
 
-/// The Fernet specification's vectors, which live beside the checkout (in
-/// `../shared/vectors/fernet-spec`) when it is there.
-#[must_use]
-pub fn spec_vectors_dir() -> Option<PathBuf> {
-    let dir = workspace_root()
-        .parent()?
-        .join("shared/vectors/fernet-spec");
-    dir.is_dir().then_some(dir)
-}
-
 /// Whether the run is in CI, where nothing may be skipped.
 #[must_use]
 pub fn in_ci() -> bool {

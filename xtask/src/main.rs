@@ -1,17 +1,22 @@
 //! Project automation: `cargo xtask <command>`.
 //!
-//! - `ci`: exactly what CI runs (format, lints, tests, docs, vector drift,
-//!   fuzz smoke).
+//! - `ci`: exactly what CI runs (format, supply-chain policy, lints, tests,
+//!   docs, vector drift, fuzz smoke). It sets `CI=true` for everything it
+//!   starts, whatever the calling shell has, so a local run is the CI run:
+//!   Python interop tests fail instead of skipping when Python is missing.
 //! - `vectors [--check]`: regenerate the Python-made test vectors, or fail if
-//!   they would change.
+//!   they would change; compare the embedded Fernet spec vectors with the
+//!   spec's own files when those sit beside the checkout.
 //! - `fuzz [--seconds N] [TARGET...]`: run fuzz targets (all by default).
 //! - `bench [--quick]`: run the benchmarks and print ratios against the
 //!   peers and the bare primitives, all measured in the same run.
 //! - `crash [--rounds N]`: kill rotations at random moments N times and
 //!   check the keyring file after each.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -40,10 +45,11 @@ const HELP: &str = "
 usage: cargo xtask <command>
 
 commands:
-  ci [--fuzz-seconds N]     format check, clippy, tests, docs, vector drift, fuzz smoke
+  ci [--fuzz-seconds N]     exactly what CI runs, with CI=true: format check, cargo deny,
+                            clippy, tests, docs, vector drift, fuzz smoke (20 s each)
   vectors [--check]         regenerate tests/data vectors with Python (or check for drift)
   fuzz [--seconds N] [T..]  run fuzz targets (default: all, 60 s each)
-    bench [--quick]           run benchmarks and print ratios against the peers
+  bench [--quick]           run benchmarks and print ratios against the peers
   crash [--rounds N]        kill rotations at random moments N times (default 500)
 ";
 
@@ -83,10 +89,22 @@ fn root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+/// Set once by `ci` before it starts anything: every command made by
+/// [`command`] then runs with `CI=true`, as in CI.
+static CI_RUN: AtomicBool = AtomicBool::new(false);
+
+/// A command run from the workspace root (with `CI=true` under `ci`).
+fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new(program);
     c.current_dir(root());
+    if CI_RUN.load(Ordering::Relaxed) {
+        c.env("CI", "true");
+    }
     c
+}
+
+fn cargo() -> Command {
+    command(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
 }
 
 fn run(mut cmd: Command) -> Result<()> {
@@ -98,19 +116,30 @@ fn run(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
+/// The command as a shell line, with the variables it sets (`CI=true`...).
 fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+    cmd.get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
+        .chain(std::iter::once(
+            cmd.get_program().to_string_lossy().into_owned(),
+        ))
         .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
 fn ci(args: &[String]) -> Result<()> {
-    let fuzz_seconds = flag_value(args, "--fuzz-seconds")?.unwrap_or(15);
+    // The same default as `.ci/run`'s.
+    let fuzz_seconds = flag_value(args, "--fuzz-seconds")?.unwrap_or(20);
+    // Whatever the calling shell says: nothing may skip, locally as in CI.
+    CI_RUN.store(true, Ordering::Relaxed);
+    eprintln!("xtask ci: every command below runs with CI=true");
 
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
+
+    deny()?;
 
     let mut clippy = cargo();
     clippy.args([
@@ -143,6 +172,28 @@ fn ci(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Licences, bans and sources (`deny.toml`) for both workspaces: the main
+/// one and `fuzz/`, which has its own lock file. Advisories are not checked:
+/// their database needs the network (see `deny.toml`).
+fn deny() -> Result<()> {
+    for manifest in ["Cargo.toml", "fuzz/Cargo.toml"] {
+        let mut cmd = cargo();
+        cmd.args([
+            "deny",
+            "--manifest-path",
+            manifest,
+            "--config",
+            "deny.toml",
+            "check",
+            "licenses",
+            "bans",
+            "sources",
+        ]);
+        run(cmd).with_context(|| "is cargo-deny installed? `.ci/run` shows how it installs it")?;
+    }
+    Ok(())
+}
+
 fn flag_value(args: &[String], name: &str) -> Result<Option<u64>> {
     match args.iter().position(|a| a == name) {
         None => Ok(None),
@@ -161,24 +212,76 @@ fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
 
-/// Regenerates (or checks) the vector files made by Python scripts.
+/// The Fernet spec's published vectors, embedded so a fresh clone tests
+/// with them; one section per file of the spec's own set.
+const SPEC_EMBEDDED: &str = "tests/data/fernet_spec.json";
+const SPEC_SECTIONS: [&str; 3] = ["generate", "verify", "invalid"];
+
+/// Compares (or, without `check`, rewrites) the embedded spec vectors with
+/// the spec's own files when they sit beside the checkout, in
+/// `../shared/vectors/fernet-spec`; without them there is nothing to compare.
+fn spec_vectors(check: bool) -> Result<()> {
+    let Some(dir) = root()
+        .parent()
+        .map(|p| p.join("shared/vectors/fernet-spec"))
+        .filter(|d| d.is_dir())
+    else {
+        eprintln!(
+            "{SPEC_EMBEDDED}: skipped, the spec's vectors are not beside the checkout \
+             (../shared/vectors/fernet-spec)"
+        );
+        return Ok(());
+    };
+    let mut spec = serde_json::Map::new();
+    for section in SPEC_SECTIONS {
+        let path = dir.join(format!("{section}.json"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        spec.insert(section.to_owned(), value);
+    }
+    let spec = serde_json::Value::Object(spec);
+    let path = root().join(SPEC_EMBEDDED);
+    if check {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {SPEC_EMBEDDED}"))?;
+        let embedded: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{SPEC_EMBEDDED} is not JSON"))?;
+        ensure!(
+            embedded == spec,
+            "{SPEC_EMBEDDED} differs from the spec's vectors in {}: run `cargo xtask vectors` and commit the result",
+            dir.display()
+        );
+        eprintln!("{SPEC_EMBEDDED}: matches {}", dir.display());
+    } else {
+        let mut text = serde_json::to_string_pretty(&spec)?;
+        text.push('\n');
+        std::fs::write(&path, text).with_context(|| format!("cannot write {SPEC_EMBEDDED}"))?;
+        eprintln!("{SPEC_EMBEDDED}: written from {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Regenerates (or checks) the test vectors: the spec's embedded copy, then
+/// the files made by Python scripts.
 fn vectors(check: bool) -> Result<()> {
+    spec_vectors(check)?;
     let root = root();
     let generators = [(
         "tests/python/fernet_vectors.py",
         "tests/data/fernet_python-cryptography.json",
     )];
     for (script, target) in generators {
-        eprintln!("$ {} {script}", python());
-        let out = Command::new(python())
-            .arg(root.join(script))
-            .output()
-            .with_context(|| {
-                format!(
-                    "cannot run {} (install Python 3 with `cryptography`)",
-                    python()
-                )
-            })?;
+        let mut cmd = command(python());
+        cmd.arg(script);
+        eprintln!("$ {}", describe(&cmd));
+        let out = cmd.output().with_context(|| {
+            format!(
+                "cannot run {} (install Python 3 with `cryptography`)",
+                python()
+            )
+        })?;
         ensure!(
             out.status.success(),
             "{script} failed:\n{}",

@@ -1,5 +1,11 @@
 //! Teams moving off the Python package: its files and tokens work here, and
 //! files written here work there.
+//!
+//! "There" is this project's own Python model of the package,
+//! `tests/python/seed_package.py`: it writes and reads the keyring file and
+//! derives keys as the package is documented to, on `cryptography` and
+//! `python-dotenv`. The original package itself is not run, so these tests
+//! show agreement with that model, not with the package's code.
 
 use secrets_manager::{SecretsConfig, SecretsManager};
 use secrets_manager_tests::{python_script, python_with, run_python};
