@@ -714,13 +714,25 @@ fn owner_and_group_are_kept_across_rewrites() {
     std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = bin_dir.path().join("secrets-manager");
     std::fs::copy(assert_cmd::cargo::cargo_bin("secrets-manager"), &bin).unwrap();
-    let out = std::process::Command::new(&bin)
-        .current_dir(other.dir.path())
-        .env_remove("SECRETS_MANAGER_ENV_FILE")
-        .args(["--iterations", "1000", "rotate", "--new-version", "v2"])
-        .uid(65534)
-        .gid(65534)
-        .output()
+    // A copy just written can be briefly "busy" while another test thread's
+    // fork still holds its descriptor: retry that one error.
+    let out = (0..50)
+        .find_map(|_| {
+            match std::process::Command::new(&bin)
+                .current_dir(other.dir.path())
+                .env_remove("SECRETS_MANAGER_ENV_FILE")
+                .args(["--iterations", "1000", "rotate", "--new-version", "v2"])
+                .uid(65534)
+                .gid(65534)
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                }
+                other => Some(other.unwrap()),
+            }
+        })
         .unwrap();
     let err = stderr_of(&out);
     assert!(out.status.success(), "{err}");
