@@ -7,11 +7,14 @@ use crate::keyring::StoredState;
 
 /// Where a keyring came from, for messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Source {
     /// A `.env` file.
     File(PathBuf),
     /// The process environment.
     Environment,
+    /// Another store, by its address (`etcd://host:2379/prefix`).
+    Store(String),
 }
 
 impl std::fmt::Display for Source {
@@ -19,6 +22,7 @@ impl std::fmt::Display for Source {
         match self {
             Self::File(p) => write!(f, "{}", p.display()),
             Self::Environment => f.write_str("the process environment"),
+            Self::Store(address) => f.write_str(address),
         }
     }
 }
@@ -194,6 +198,18 @@ pub enum PersistError {
         path: PathBuf,
         /// What it is.
         kind: &'static str,
+    },
+    /// The caller's edit gave up; the caller says why.
+    #[error("the keyring change was refused")]
+    Aborted,
+    /// An error shared with another holder.
+    #[error(transparent)]
+    Shared(std::sync::Arc<PersistError>),
+    /// A store that cannot be written (the process environment).
+    #[error("{origin} is read-only: keyring changes need a file or a store")]
+    ReadOnly {
+        /// The store.
+        origin: Source,
     },
     /// A symbolic link whose target does not exist.
     #[error("{path}: is a symbolic link to {target}, which does not exist")]

@@ -59,6 +59,7 @@ mod error;
 mod file;
 mod keyring;
 mod quote;
+mod store;
 
 pub use crate::error::{PersistError, Source, WriteWarning};
 pub use crate::file::{
@@ -66,6 +67,7 @@ pub use crate::file::{
     read_environment, read_keyring, update_keyring,
 };
 pub use crate::keyring::{Keyring, Prefixes, StoredKey, StoredState, StoredVersion};
+pub use crate::store::{EnvStore, FileStore, KeyringStore, OnChange, Watch};
 /// A file's variables in order: name, and value (`None` for a bare `NAME`).
 pub type DotenvValues = Vec<(String, Option<zeroize::Zeroizing<String>>)>;
 

@@ -59,6 +59,12 @@ pub enum AuditEvent {
         /// The version.
         version: Version,
     },
+    /// A reload found a version whose material differs in the keyring
+    /// from what this process holds, and refused it.
+    ReloadRefused {
+        /// The version.
+        version: Version,
+    },
     /// Every key was erased.
     Cleanup,
 }
@@ -67,7 +73,8 @@ impl AuditEvent {
     /// The event's name, as the Python package spells it: `"encryption"`,
     /// `"decryption"`, `"decryption_failed"`, `"rotation"`, `"cleanup"`;
     /// and for the lifecycle, which the Python package does not have:
-    /// `"version_added"`, `"activation"`, `"retirement"`, `"destruction"`.
+    /// `"version_added"`, `"activation"`, `"retirement"`, `"destruction"`,
+    /// `"reload_refused"`.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
@@ -79,6 +86,7 @@ impl AuditEvent {
             Self::Activation { .. } => "activation",
             Self::Retirement { .. } => "retirement",
             Self::Destruction { .. } => "destruction",
+            Self::ReloadRefused { .. } => "reload_refused",
             Self::Cleanup => "cleanup",
         }
     }
@@ -93,7 +101,8 @@ impl AuditEvent {
             Self::VersionAdded { version }
             | Self::Activation { version, .. }
             | Self::Retirement { version }
-            | Self::Destruction { version } => Some(*version),
+            | Self::Destruction { version }
+            | Self::ReloadRefused { version } => Some(*version),
             Self::Cleanup => None,
         }
     }
@@ -128,7 +137,8 @@ impl fmt::Display for AuditEvent {
             ),
             Self::VersionAdded { version }
             | Self::Retirement { version }
-            | Self::Destruction { version } => write!(f, "{} version={version}", self.name()),
+            | Self::Destruction { version }
+            | Self::ReloadRefused { version } => write!(f, "{} version={version}", self.name()),
             Self::Cleanup => f.write_str("cleanup"),
         }
     }

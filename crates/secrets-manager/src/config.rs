@@ -2,7 +2,8 @@
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -12,7 +13,10 @@ use crate::error::{Error, Result};
 use crate::fernet::Key;
 use crate::kdf::{DEFAULT_ITERATIONS, Salt};
 use crate::keystore::{KeyMaterial, KeystoreError, VersionSpec, VersionState};
-use crate::persist::{self, Keyring, Prefixes, StoredKey, StoredState, WriteWarning};
+use crate::persist::{
+    self, EnvStore, FileStore, Keyring, KeyringStore, Prefixes, StoredKey, StoredState,
+    StoredVersion, WriteWarning,
+};
 
 /// A validated configuration for [`SecretsManager::new`](crate::SecretsManager::new).
 ///
@@ -27,7 +31,7 @@ pub struct SecretsConfig {
     /// salt-hash variable, for errors found when the manager starts.
     pub(crate) origins: Vec<(Version, String, String)>,
     /// The file changes are written to, with its variable names.
-    pub(crate) keyring_file: Option<(PathBuf, Prefixes)>,
+    pub(crate) keyring: Option<Arc<dyn KeyringStore>>,
     pub(crate) warning: Option<WarningHook>,
 }
 
@@ -46,7 +50,7 @@ impl fmt::Debug for SecretsConfig {
             .field("kdf_iterations", &self.kdf_iterations)
             .field("verify_salt_integrity", &self.verify_salt_integrity)
             .field("audit_callback", &self.audit.is_some())
-            .field("keyring_file", &self.keyring_file.as_ref().map(|(p, _)| p))
+            .field("keyring", &self.keyring.as_ref().map(|k| k.source()))
             .finish()
     }
 }
@@ -103,7 +107,7 @@ enum PendingSource {
     Destroyed,
 }
 
-struct Pending {
+pub(crate) struct Pending {
     name: String,
     source: PendingSource,
     /// Iterations recorded for this version (files may carry them).
@@ -112,6 +116,83 @@ struct Pending {
     retired: bool,
     /// For loaded versions: where from, and the salt-hash variable.
     origin: Option<(String, String)>,
+}
+
+impl Pending {
+    /// A version as a keyring stores it.
+    pub(crate) fn stored(v: StoredVersion, source: &persist::Source, prefixes: &Prefixes) -> Self {
+        let pending = match v.key {
+            Some(StoredKey::Password {
+                password,
+                salt,
+                salt_hash,
+            }) => PendingSource::Password {
+                password,
+                salt: Salt::from(salt),
+                salt_hash,
+            },
+            Some(StoredKey::Fernet(key)) => PendingSource::Fernet(key),
+            // A destroyed version, or a kind this version of the library
+            // does not know: a tombstone.
+            _ => PendingSource::Destroyed,
+        };
+        let origin = Some((
+            source.to_string(),
+            format!("{}{}", prefixes.salt_hash, v.name),
+        ));
+        Self {
+            name: v.name,
+            source: pending,
+            iterations: v.iterations,
+            retired: v.state == StoredState::Retired,
+            origin,
+        }
+    }
+
+    /// The key store's form. `iterations` is the reader's setting, for a
+    /// password version with no count of its own.
+    pub(crate) fn into_spec(self, name: Version, iterations: NonZeroU32) -> Result<VersionSpec> {
+        let material = match self.source {
+            PendingSource::Password {
+                password,
+                salt,
+                salt_hash,
+            } => {
+                let recorded = match self.iterations {
+                    Some(n) => Some(NonZeroU32::new(n).ok_or(Error::ZeroIterations)?),
+                    None => None,
+                };
+                // A version given in code is derived with this
+                // configuration's count, which is then its own; one loaded
+                // without a record is read with the reader's setting, which
+                // is not.
+                let own = recorded.is_some() || self.origin.is_none();
+                Some(KeyMaterial::Password {
+                    password,
+                    salt,
+                    salt_hash,
+                    iterations: recorded.unwrap_or(iterations),
+                    iterations_recorded: own,
+                })
+            }
+            PendingSource::Fernet(text) => {
+                let key =
+                    Key::from_base64(text.expose_secret()).map_err(|source| Error::FernetKey {
+                        version: name,
+                        source,
+                    })?;
+                Some(KeyMaterial::Fernet(key))
+            }
+            PendingSource::Destroyed => None,
+        };
+        Ok(match material {
+            Some(material) if self.retired => {
+                VersionSpec::new(name, material).with_state(VersionState::Retired)
+            }
+            Some(material) => VersionSpec::new(name, material),
+            None => VersionSpec::tombstone(name),
+        })
+    }
 }
 
 /// Builds a [`SecretsConfig`]. Setters never fail; [`build`](Self::build)
@@ -140,9 +221,9 @@ pub struct SecretsConfigBuilder {
     verify_salt_integrity: bool,
     audit: Option<AuditHook>,
     /// Files loaded, with their variable names.
-    loaded_files: Vec<(PathBuf, Prefixes)>,
+    loaded: Vec<Arc<dyn KeyringStore>>,
     /// `Some(None)`: changes stay in memory; `Some(Some(..))`: this file.
-    persist: Option<Option<(PathBuf, Prefixes)>>,
+    persist: Option<Option<Arc<dyn KeyringStore>>>,
     warning: Option<WarningHook>,
 }
 
@@ -155,7 +236,7 @@ impl Default for SecretsConfigBuilder {
             kdf_iterations: DEFAULT_ITERATIONS.get(),
             verify_salt_integrity: true,
             audit: None,
-            loaded_files: Vec::new(),
+            loaded: Vec::new(),
             persist: None,
             warning: None,
         }
@@ -294,7 +375,7 @@ impl SecretsConfigBuilder {
         path: impl AsRef<Path>,
         prefixes: &Prefixes,
     ) -> Self {
-        self.persist = Some(Some((path.as_ref().to_owned(), prefixes.clone())));
+        self.persist = Some(Some(Arc::new(FileStore::with_prefixes(path, prefixes))));
         self
     }
 
@@ -349,14 +430,11 @@ impl SecretsConfigBuilder {
     ///
     /// As [`env_file`](Self::env_file).
     pub fn env_file_with_prefixes(
-        mut self,
+        self,
         path: impl AsRef<std::path::Path>,
         prefixes: &Prefixes,
     ) -> Result<Self> {
-        let path = path.as_ref();
-        let keyring = persist::read_keyring(path, prefixes)?;
-        self.loaded_files.push((path.to_owned(), prefixes.clone()));
-        self.add_keyring(keyring, &persist::Source::File(path.to_owned()), prefixes)
+        self.keyring_store(Arc::new(FileStore::with_prefixes(path, prefixes)), prefixes)
     }
 
     /// Adds the versions found in the process environment (the same
@@ -375,8 +453,63 @@ impl SecretsConfigBuilder {
     ///
     /// As [`environment`](Self::environment).
     pub fn environment_with_prefixes(self, prefixes: &Prefixes) -> Result<Self> {
-        let keyring = persist::read_environment(prefixes)?;
-        self.add_keyring(keyring, &persist::Source::Environment, prefixes)
+        self.keyring_store(Arc::new(EnvStore::new(prefixes)), prefixes)
+    }
+
+    /// Adds the versions of the keyring at `url`, which becomes the
+    /// manager's keyring: changes are written there and
+    /// [`reload`](crate::SecretsManager::reload) and
+    /// [`watch`](crate::SecretsManager::watch) follow it.
+    ///
+    /// | `url` | keyring |
+    /// |---|---|
+    /// | `PATH`, `file:PATH` | a `.env` file |
+    /// | `env:` | the process environment (read-only) |
+    /// | `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` | an etcd cluster (the `etcd` feature) |
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("keyring-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join(".env.secrets");
+    /// # std::fs::write(&path, "ENCRYPTION_KEYS__v1=\"pw\"\nENCRYPTION_SALT__v1=\"c2FsdA==\"\n")?;
+    /// use secrets_manager::{SecretsConfig, SecretsManager};
+    ///
+    /// let url = format!("file:{}", path.display());
+    /// let manager = SecretsManager::new(
+    ///     SecretsConfig::builder().kdf_iterations(1_000).keyring(&url)?.build()?,
+    /// )?;
+    /// assert_eq!(manager.active_version(), "v1");
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An address of an unknown kind (or of a kind this build does not
+    /// support); reading the keyring there, as for
+    /// [`env_file`](Self::env_file).
+    pub fn keyring(self, url: &str) -> Result<Self> {
+        let prefixes = Prefixes::default();
+        let store = crate::url::open(url, &prefixes)?;
+        self.keyring_store(store, &prefixes)
+    }
+
+    /// Adds the versions of a keyring kept in `store` (a store of your
+    /// own, or one from another crate), which becomes the manager's
+    /// keyring as with [`keyring`](Self::keyring).
+    ///
+    /// # Errors
+    ///
+    /// Reading the keyring there.
+    pub fn keyring_store(
+        mut self,
+        store: Arc<dyn KeyringStore>,
+        prefixes: &Prefixes,
+    ) -> Result<Self> {
+        let keyring = store.read()?;
+        let source = store.source();
+        self.loaded.push(store);
+        self.add_keyring(keyring, &source, prefixes)
     }
 
     fn add_keyring(
@@ -397,32 +530,7 @@ impl SecretsConfigBuilder {
             if let Some(t) = v.activated_at {
                 self.activated.push((v.name.clone(), t));
             }
-            let pending = match v.key {
-                Some(StoredKey::Password {
-                    password,
-                    salt,
-                    salt_hash,
-                }) => PendingSource::Password {
-                    password,
-                    salt: Salt::from(salt),
-                    salt_hash,
-                },
-                Some(StoredKey::Fernet(key)) => PendingSource::Fernet(key),
-                // A destroyed version, or a kind this version of the
-                // library does not know: a tombstone.
-                _ => PendingSource::Destroyed,
-            };
-            let origin = Some((
-                source.to_string(),
-                format!("{}{}", prefixes.salt_hash, v.name),
-            ));
-            self.versions.push(Pending {
-                name: v.name,
-                source: pending,
-                iterations: v.iterations,
-                retired: v.state == StoredState::Retired,
-                origin,
-            });
+            self.versions.push(Pending::stored(v, source, prefixes));
         }
         Ok(self)
     }
@@ -444,54 +552,13 @@ impl SecretsConfigBuilder {
         let mut origins = Vec::new();
         for pending in self.versions {
             let name = Version::new(&pending.name)?;
-            let loaded = pending.origin.is_some();
-            if let Some((origin, variable)) = pending.origin {
-                origins.push((name, origin, variable));
+            if let Some((origin, variable)) = &pending.origin {
+                origins.push((name, origin.clone(), variable.clone()));
             }
             if versions.iter().any(|v| v.name == name) {
                 return Err(KeystoreError::DuplicateVersion(name).into());
             }
-            let material = match pending.source {
-                PendingSource::Password {
-                    password,
-                    salt,
-                    salt_hash,
-                } => {
-                    let recorded = match pending.iterations {
-                        Some(n) => Some(NonZeroU32::new(n).ok_or(Error::ZeroIterations)?),
-                        None => None,
-                    };
-                    // A version given in code is derived with this
-                    // configuration's count, which is then its own; one
-                    // loaded without a record is read with the reader's
-                    // setting, which is not.
-                    let own = recorded.is_some() || !loaded;
-                    Some(KeyMaterial::Password {
-                        password,
-                        salt,
-                        salt_hash,
-                        iterations: recorded.unwrap_or(iterations),
-                        iterations_recorded: own,
-                    })
-                }
-                PendingSource::Fernet(text) => {
-                    let key = Key::from_base64(text.expose_secret()).map_err(|source| {
-                        Error::FernetKey {
-                            version: name,
-                            source,
-                        }
-                    })?;
-                    Some(KeyMaterial::Fernet(key))
-                }
-                PendingSource::Destroyed => None,
-            };
-            versions.push(match material {
-                Some(material) if pending.retired => {
-                    VersionSpec::new(name, material).with_state(VersionState::Retired)
-                }
-                Some(material) => VersionSpec::new(name, material),
-                None => VersionSpec::tombstone(name),
-            });
+            versions.push(pending.into_spec(name, iterations)?);
         }
         let names: Vec<Version> = versions.iter().map(|v| v.name).collect();
         let available = || names.clone();
@@ -525,9 +592,9 @@ impl SecretsConfigBuilder {
                 });
             }
         };
-        let keyring_file = match self.persist {
+        let keyring = match self.persist {
             Some(target) => target,
-            None if self.loaded_files.len() == 1 => self.loaded_files.into_iter().next(),
+            None if self.loaded.len() == 1 => self.loaded.into_iter().next(),
             None => None,
         };
         Ok(SecretsConfig {
@@ -537,7 +604,7 @@ impl SecretsConfigBuilder {
             verify_salt_integrity: self.verify_salt_integrity,
             audit: self.audit,
             origins,
-            keyring_file,
+            keyring,
             warning: self.warning,
         })
     }

@@ -42,10 +42,10 @@ pub enum Error {
     },
     /// [`create_keyring_file`](crate::SecretsManager::create_keyring_file)
     /// found keys in the file.
-    #[error("{} already holds keys; refusing to overwrite them (rotate to add a version)", .path.display())]
+    #[error("{origin} already holds keys; refusing to overwrite them (rotate to add a version)")]
     KeyringExists {
-        /// The file.
-        path: std::path::PathBuf,
+        /// The file or store.
+        origin: String,
     },
     /// A version the file already has, with other key material: versions
     /// are never replaced, so nothing was written.
@@ -57,6 +57,19 @@ pub enum Error {
         origin: String,
         /// The version.
         version: Version,
+    },
+    /// `reload` or `watch` on a manager configured in code.
+    #[error(
+        "this manager has no keyring to follow: load it with SecretsConfigBuilder::keyring or env_file"
+    )]
+    NoKeyring,
+    /// A keyring address that cannot be used.
+    #[error("keyring address {url:?}: {reason}")]
+    KeyringUrl {
+        /// The address.
+        url: String,
+        /// What is wrong.
+        reason: String,
     },
     /// `kdf_iterations(0)`.
     #[error("kdf_iterations must be at least 1")]

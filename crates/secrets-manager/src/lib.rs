@@ -33,12 +33,15 @@ mod audit;
 mod config;
 mod error;
 mod manager;
+mod reload;
 mod storage;
+mod url;
 
 pub use crate::audit::AuditEvent;
 pub use crate::config::{SecretsConfig, SecretsConfigBuilder};
 pub use crate::error::{Error, Result};
 pub use crate::manager::{Rotation, SecretsManager};
+pub use crate::reload::{ReloadReport, WatchHandle};
 pub use secrets_manager_kdf::Salt;
 pub use secrets_manager_keystore::{Statistics, Version};
 

@@ -2,8 +2,7 @@
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -16,7 +15,7 @@ use crate::kdf::Salt;
 use crate::keystore::{
     KeyMaterial, KeyStore, KeystoreError, Options, VersionInfo, VersionSpec, VersionState,
 };
-use crate::persist::{Prefixes, WriteWarning};
+use crate::persist::{FileStore, KeyringStore, Source, WriteWarning};
 use crate::storage::Change;
 use crate::{Statistics, Version, fernet};
 
@@ -50,26 +49,33 @@ use crate::{Statistics, Version, fernet};
 /// # Ok::<(), secrets_manager::Error>(())
 /// ```
 pub struct SecretsManager {
-    store: KeyStore,
-    iterations: NonZeroU32,
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The manager's state, shared with its watch thread (which holds it
+/// weakly, so dropping the manager ends the watch).
+pub(crate) struct Inner {
+    pub(crate) store: KeyStore,
+    pub(crate) iterations: NonZeroU32,
     audit: Option<AuditHook>,
     /// The active version when `cleanup` ran, for `active_version` after it.
     last_active: Mutex<Version>,
-    /// Serialises changes (rotation, lifecycle, file writes), so a file
-    /// write and the matching change in memory happen as one.
+    /// Serialises changes (rotation, lifecycle, reloads, writes), so a
+    /// store write and the matching change in memory happen as one.
     writer: Mutex<()>,
-    /// Where changes are written.
-    keyring_file: Option<(PathBuf, Prefixes)>,
+    /// Where the keyring lives: changes are written there, reloads read
+    /// it.
+    pub(crate) keyring: Option<Arc<dyn KeyringStore>>,
     warning: Option<WarningHook>,
 }
 
 impl fmt::Debug for SecretsManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretsManager")
-            .field("store", &self.store)
-            .field("kdf_iterations", &self.iterations)
-            .field("audit_callback", &self.audit.is_some())
-            .field("keyring_file", &self.keyring_file())
+            .field("store", &self.inner.store)
+            .field("kdf_iterations", &self.inner.iterations)
+            .field("audit_callback", &self.inner.audit.is_some())
+            .field("keyring", &self.keyring())
             .finish()
     }
 }
@@ -103,43 +109,27 @@ impl SecretsManager {
             }
         })?;
         Ok(Self {
-            store,
-            iterations: config.kdf_iterations,
-            audit: config.audit,
-            last_active: Mutex::new(config.active),
-            writer: Mutex::new(()),
-            keyring_file: config.keyring_file,
-            warning: config.warning,
+            inner: Arc::new(Inner {
+                store,
+                iterations: config.kdf_iterations,
+                audit: config.audit,
+                last_active: Mutex::new(config.active),
+                writer: Mutex::new(()),
+                keyring: config.keyring,
+                warning: config.warning,
+            }),
         })
     }
 
-    pub(crate) fn store(&self) -> &KeyStore {
-        &self.store
-    }
-
-    pub(crate) fn writer(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn warn(&self, warning: &WriteWarning) {
-        match &self.warning {
-            Some(hook) => hook(warning),
-            None => tracing::warn!("{warning}"),
-        }
-    }
-
-    /// The file changes are written to: the one the configuration was
-    /// loaded from, or set with
+    /// Where the keyring lives, if the manager has one: the source it was
+    /// loaded from ([`SecretsConfigBuilder::keyring`](crate::SecretsConfigBuilder::keyring),
+    /// or a single [`env_file`](crate::SecretsConfigBuilder::env_file)), or
+    /// the one set with
     /// [`SecretsConfigBuilder::persist_to_file`](crate::SecretsConfigBuilder::persist_to_file).
+    /// Changes are written there; [`reload`](Self::reload) reads it.
     #[must_use]
-    pub fn keyring_file(&self) -> Option<&Path> {
-        self.keyring_file.as_ref().map(|(p, _)| p.as_path())
-    }
-
-    fn emit(&self, event: impl FnOnce() -> AuditEvent) {
-        if let Some(hook) = &self.audit {
-            hook.emit(&event());
-        }
+    pub fn keyring(&self) -> Option<Source> {
+        self.inner.keyring.as_ref().map(|k| k.source())
     }
 
     /// Encrypts under the active version, stamped with the current time.
@@ -149,8 +139,8 @@ impl SecretsManager {
     /// After [`cleanup`](Self::cleanup), or if the active key cannot be
     /// derived.
     pub fn encrypt(&self, plaintext: &[u8]) -> Result<(Version, String)> {
-        let (version, token) = self.store.encrypt(plaintext)?;
-        self.emit(|| AuditEvent::Encryption {
+        let (version, token) = self.inner.store.encrypt(plaintext)?;
+        self.inner.emit(|| AuditEvent::Encryption {
             version,
             size: plaintext.len(),
         });
@@ -163,8 +153,8 @@ impl SecretsManager {
     ///
     /// As [`encrypt`](Self::encrypt).
     pub fn encrypt_at_time(&self, plaintext: &[u8], unix_secs: u64) -> Result<(Version, String)> {
-        let (version, token) = self.store.encrypt_at_time(plaintext, unix_secs)?;
-        self.emit(|| AuditEvent::Encryption {
+        let (version, token) = self.inner.store.encrypt_at_time(plaintext, unix_secs)?;
+        self.inner.emit(|| AuditEvent::Encryption {
             version,
             size: plaintext.len(),
         });
@@ -221,16 +211,16 @@ impl SecretsManager {
         } else {
             0
         };
-        match self.store.decrypt(token, hint, ttl, now) {
+        match self.inner.store.decrypt(token, hint, ttl, now) {
             Ok((version, plaintext)) => {
-                self.emit(|| AuditEvent::Decryption {
+                self.inner.emit(|| AuditEvent::Decryption {
                     version,
                     was_hint: hint.and_then(|h| Version::from_setting(h).ok()) == Some(version),
                 });
                 Ok((version, plaintext))
             }
             Err(e) => {
-                self.emit(|| AuditEvent::DecryptionFailed {
+                self.inner.emit(|| AuditEvent::DecryptionFailed {
                     hint: hint.and_then(|h| Version::from_setting(h).ok()),
                 });
                 Err(e.into())
@@ -245,20 +235,21 @@ impl SecretsManager {
     ///
     /// As [`decrypt`](Self::decrypt) and [`encrypt`](Self::encrypt).
     pub fn rotate_token(&self, token: impl AsRef<[u8]>) -> Result<(Version, String)> {
-        match self.store.rotate_token(token.as_ref()) {
+        match self.inner.store.rotate_token(token.as_ref()) {
             Ok(rotated) => {
-                self.emit(|| AuditEvent::Decryption {
+                self.inner.emit(|| AuditEvent::Decryption {
                     version: rotated.from,
                     was_hint: false,
                 });
-                self.emit(|| AuditEvent::Encryption {
+                self.inner.emit(|| AuditEvent::Encryption {
                     version: rotated.to,
                     size: rotated.plaintext_len,
                 });
                 Ok((rotated.to, rotated.token))
             }
             Err(e) => {
-                self.emit(|| AuditEvent::DecryptionFailed { hint: None });
+                self.inner
+                    .emit(|| AuditEvent::DecryptionFailed { hint: None });
                 Err(e.into())
             }
         }
@@ -309,8 +300,9 @@ impl SecretsManager {
     /// was active then).
     #[must_use]
     pub fn active_version(&self) -> Version {
-        self.store.active_version().unwrap_or_else(|_| {
+        self.inner.store.active_version().unwrap_or_else(|_| {
             *self
+                .inner
                 .last_active
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -320,7 +312,7 @@ impl SecretsManager {
     /// The versions, in the order added (empty after cleanup).
     #[must_use]
     pub fn versions(&self) -> Vec<Version> {
-        self.store.versions().unwrap_or_default()
+        self.inner.store.versions().unwrap_or_default()
     }
 
     /// Each version's state, activation time, iterations and decryption
@@ -330,7 +322,7 @@ impl SecretsManager {
     ///
     /// After [`cleanup`](Self::cleanup).
     pub fn version_info(&self) -> Result<Vec<VersionInfo>> {
-        Ok(self.store.version_info()?)
+        Ok(self.inner.store.version_info()?)
     }
 
     /// Makes an existing version the active one (for example one added
@@ -344,17 +336,17 @@ impl SecretsManager {
     /// cleanup.
     pub fn activate_version(&self, version: &str) -> Result<()> {
         let version = Version::new(version)?;
-        let _writer = self.writer();
-        let previous = self.store.active_version()?;
+        let _writer = self.inner.writer();
+        let previous = self.inner.store.active_version()?;
         let at = fernet::unix_time();
         self.check_state(version, |state| match state {
             VersionState::Retired => Err(KeystoreError::VersionRetired(version)),
             VersionState::Destroyed => Err(KeystoreError::VersionDestroyed(version)),
             _ => Ok(()),
         })?;
-        self.write_through(Change::Activate { version, at })?;
-        self.store.activate(&version, Some(at))?;
-        self.emit(|| AuditEvent::Activation {
+        self.inner.write_through(Change::Activate { version, at })?;
+        self.inner.store.activate(&version, Some(at))?;
+        self.inner.emit(|| AuditEvent::Activation {
             version,
             previous_version: previous,
         });
@@ -370,11 +362,11 @@ impl SecretsManager {
     /// Unknown or active version; writing the file; after cleanup.
     pub fn retire_version(&self, version: &str) -> Result<()> {
         let version = Version::new(version)?;
-        let _writer = self.writer();
+        let _writer = self.inner.writer();
         self.check_not_active(version)?;
-        self.write_through(Change::Retire(version))?;
-        self.store.retire(&version)?;
-        self.emit(|| AuditEvent::Retirement { version });
+        self.inner.write_through(Change::Retire(version))?;
+        self.inner.store.retire(&version)?;
+        self.inner.emit(|| AuditEvent::Retirement { version });
         Ok(())
     }
 
@@ -388,11 +380,11 @@ impl SecretsManager {
     /// Unknown or active version; writing the file; after cleanup.
     pub fn destroy_version(&self, version: &str) -> Result<()> {
         let version = Version::new(version)?;
-        let _writer = self.writer();
+        let _writer = self.inner.writer();
         self.check_not_active(version)?;
-        self.write_through(Change::Destroy(version))?;
-        self.store.destroy(&version)?;
-        self.emit(|| AuditEvent::Destruction { version });
+        self.inner.write_through(Change::Destroy(version))?;
+        self.inner.store.destroy(&version)?;
+        self.inner.emit(|| AuditEvent::Destruction { version });
         Ok(())
     }
 
@@ -403,7 +395,7 @@ impl SecretsManager {
         version: Version,
         allowed: impl FnOnce(VersionState) -> Result<(), KeystoreError>,
     ) -> Result<()> {
-        let infos = self.store.version_info()?;
+        let infos = self.inner.store.version_info()?;
         match infos.iter().find(|i| i.version == version) {
             Some(info) => Ok(allowed(info.state)?),
             None => Err(KeystoreError::UnknownVersion {
@@ -415,7 +407,7 @@ impl SecretsManager {
     }
 
     fn check_not_active(&self, version: Version) -> Result<()> {
-        let active = self.store.active_version()?;
+        let active = self.inner.store.active_version()?;
         self.check_state(version, |_| {
             if version == active {
                 Err(KeystoreError::ActiveVersion(version))
@@ -425,47 +417,40 @@ impl SecretsManager {
         })
     }
 
-    /// Writes a change to the keyring file, when there is one.
-    fn write_through(&self, change: Change<'_>) -> Result<()> {
-        match &self.keyring_file {
-            Some((path, prefixes)) => self.write_file(path, prefixes, change),
-            None => Ok(()),
-        }
-    }
-
     /// Counts since creation, exact under any concurrency.
     #[must_use]
     pub fn statistics(&self) -> Statistics {
-        self.store.statistics()
+        self.inner.store.statistics()
     }
 
     /// Drops (and zeroizes) every derived key; they are derived again on
     /// demand.
     pub fn clear_cache(&self) {
-        self.store.clear_cache();
+        self.inner.store.clear_cache();
     }
 
     /// Zeroizes every password, salt and key. Afterwards every operation
     /// returns an error saying the manager was cleaned up. Dropping the
     /// manager zeroizes everything too.
     pub fn cleanup(&self) {
-        if let Ok(active) = self.store.active_version() {
+        if let Ok(active) = self.inner.store.active_version() {
             *self
+                .inner
                 .last_active
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = active;
         }
-        self.store.cleanup();
-        self.emit(|| AuditEvent::Cleanup);
+        self.inner.store.cleanup();
+        self.inner.emit(|| AuditEvent::Cleanup);
     }
 
     /// Adds a version: first to the file (conflict-checked under its
     /// lock), then in memory, so a refused write changes nothing.
     fn rotate(&self, rotation: Rotation<'_>) -> Result<Version> {
         let name = Version::new(&rotation.version)?;
-        let _writer = self.writer();
-        let previous = self.store.active_version()?;
-        if self.store.versions()?.contains(&name) {
+        let _writer = self.inner.writer();
+        let previous = self.inner.store.active_version()?;
+        if self.inner.store.versions()?.contains(&name) {
             return Err(KeystoreError::DuplicateVersion(name).into());
         }
         let material = match rotation.key {
@@ -473,7 +458,7 @@ impl SecretsManager {
                 password,
                 salt: rotation.salt.unwrap_or_else(Salt::generate),
                 salt_hash: None,
-                iterations: self.iterations,
+                iterations: self.inner.iterations,
                 // A new version's count is its own, and is recorded.
                 iterations_recorded: true,
             },
@@ -486,19 +471,47 @@ impl SecretsManager {
             activate: rotation.activate,
         };
         match rotation.persist {
-            Some(path) => self.write_file(&path, &Prefixes::default(), change)?,
-            None => self.write_through(change)?,
+            Some(path) => self.inner.write_to(&FileStore::new(path), change)?,
+            None => self.inner.write_through(change)?,
         }
-        self.store.add_version(spec, rotation.activate)?;
+        self.inner.store.add_version(spec, rotation.activate)?;
         if rotation.activate {
-            self.emit(|| AuditEvent::Rotation {
+            self.inner.emit(|| AuditEvent::Rotation {
                 new_version: name,
                 previous_version: previous,
             });
         } else {
-            self.emit(|| AuditEvent::VersionAdded { version: name });
+            self.inner
+                .emit(|| AuditEvent::VersionAdded { version: name });
         }
         Ok(name)
+    }
+}
+
+impl Inner {
+    pub(crate) fn emit(&self, event: impl FnOnce() -> AuditEvent) {
+        if let Some(hook) = &self.audit {
+            hook.emit(&event());
+        }
+    }
+
+    pub(crate) fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn warn(&self, warning: &WriteWarning) {
+        match &self.warning {
+            Some(hook) => hook(warning),
+            None => tracing::warn!("{warning}"),
+        }
+    }
+
+    /// Writes a change to the manager's keyring, when it has one.
+    pub(crate) fn write_through(&self, change: Change<'_>) -> Result<()> {
+        match &self.keyring {
+            Some(keyring) => self.write_to(keyring.as_ref(), change),
+            None => Ok(()),
+        }
     }
 }
 

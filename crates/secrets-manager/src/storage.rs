@@ -1,12 +1,14 @@
-//! Writing the manager's keyring to a `.env` file.
+//! Writing the manager's keyring to a store (a `.env` file, or another
+//! [`KeyringStore`]).
 //!
-//! Every write merges one snapshot of the key store into the file under
-//! the file's lock, and may only add versions, advance their lifecycle and
-//! move the active pointer (see `secrets_manager_persist::Keyring`). A
-//! version that exists in the file with other material is a conflict, and
-//! nothing is written.
+//! Every write merges one snapshot of the key store into the store's
+//! keyring under the store's lock, and may only add versions, advance their
+//! lifecycle and move the active pointer (see
+//! `secrets_manager_persist::Keyring`). A version that exists there with
+//! other material is a conflict, and nothing is written.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use secrecy::ExposeSecret as _;
 
@@ -14,7 +16,11 @@ use crate::error::Result;
 use crate::fernet::Key;
 use crate::kdf::{DEFAULT_ITERATIONS, Salt};
 use crate::keystore::{KeyMaterial, Snapshot, VersionSpec, VersionState};
-use crate::persist::{self, Keyring, Prefixes, StoredKey, StoredState, StoredVersion};
+use crate::manager::Inner;
+use crate::persist::{
+    FileStore, Keyring, KeyringStore, PersistError, Prefixes, Source, StoredKey, StoredState,
+    StoredVersion,
+};
 use crate::{Error, SecretsManager, Version};
 
 /// What a write does besides merging the snapshot.
@@ -23,7 +29,7 @@ pub(crate) enum Change<'a> {
     /// Everything the manager holds, its active version included
     /// (`persist_to_file`).
     Everything,
-    /// As `Everything`, into a file that holds no keys yet.
+    /// As `Everything`, into a keyring that holds no keys yet.
     Create,
     /// Adds a version, active or not.
     Add {
@@ -70,8 +76,20 @@ impl SecretsManager {
         path: impl AsRef<Path>,
         prefixes: &Prefixes,
     ) -> Result<()> {
-        let _writer = self.writer();
-        self.write_file(path.as_ref(), prefixes, Change::Everything)
+        self.persist_to(&FileStore::with_prefixes(path, prefixes))
+    }
+
+    /// As [`persist_to_file`](Self::persist_to_file), into any keyring
+    /// store (for example to copy a keyring from a file into a fleet
+    /// store).
+    ///
+    /// # Errors
+    ///
+    /// As [`persist_to_file`](Self::persist_to_file), and whatever the
+    /// store reports.
+    pub fn persist_to(&self, store: &dyn KeyringStore) -> Result<()> {
+        let _writer = self.inner.writer();
+        self.inner.write_to(store, Change::Everything)
     }
 
     /// Writes the keyring to a new `.env` file, or one that holds no keys
@@ -83,67 +101,100 @@ impl SecretsManager {
     /// [`Error::KeyringExists`] when the file already holds keys; otherwise
     /// as [`persist_to_file`](Self::persist_to_file).
     pub fn create_keyring_file(&self, path: impl AsRef<Path>) -> Result<()> {
-        let _writer = self.writer();
-        self.write_file(path.as_ref(), &Prefixes::default(), Change::Create)
+        let _writer = self.inner.writer();
+        self.inner.write_to(&FileStore::new(path), Change::Create)
     }
+}
 
-    /// Merges one snapshot of the store, and `change`, into the file.
+impl Inner {
+    /// Merges one snapshot of the key store, and `change`, into `target`.
     /// Callers hold the manager's writer lock.
-    pub(crate) fn write_file(
-        &self,
-        path: &Path,
-        prefixes: &Prefixes,
-        change: Change<'_>,
-    ) -> Result<()> {
+    pub(crate) fn write_to(&self, target: &dyn KeyringStore, change: Change<'_>) -> Result<()> {
         // One snapshot: the versions and the active pointer from the same
         // moment.
-        let (ours, active) = self.store().with_snapshot(stored_versions)?;
+        let (ours, active) = self.store.with_snapshot(stored_versions)?;
         let added = match change {
             Change::Add { spec, .. } => Some(stored_spec(spec)),
             _ => None,
         };
-        let (_, report) = persist::update_keyring(path, prefixes, |file: &mut Keyring| {
-            if matches!(change, Change::Create) && !file.versions().is_empty() {
-                return Err(Error::KeyringExists {
-                    path: path.to_owned(),
-                });
+        let source = target.source();
+        // The store's edit speaks `PersistError`; the facade's own refusals
+        // (a conflict, an existing keyring) wait here and abort the edit.
+        let mut refused: Option<Error> = None;
+        let result = target.update(&mut |file: &mut Keyring| match edit(
+            file,
+            &ours,
+            added.as_ref(),
+            active,
+            change,
+            &source,
+        ) {
+            Ok(()) => Ok(()),
+            Err(Error::Persist(e)) => Err(unshare(e)),
+            Err(e) => {
+                refused = Some(e);
+                Err(PersistError::Aborted)
             }
-            for version in ours.iter().chain(added.iter()) {
-                merge(file, version, path)?;
-            }
-            match change {
-                Change::Everything | Change::Create => file.set_active(active.as_str())?,
-                Change::Add {
-                    spec,
-                    activate: true,
-                } => file.set_active(spec.name.as_str())?,
-                Change::Add { .. } => {}
-                Change::Activate { version, at } => {
-                    file.set_active_at(version.as_str(), Some(at))?;
-                }
-                Change::Retire(version) => {
-                    file.retire(version.as_str())?;
-                }
-                Change::Destroy(version) => {
-                    file.destroy(version.as_str())?;
-                }
-            }
-            Ok::<_, Error>(())
-        })?;
+        });
+        let report = match (result, refused) {
+            (_, Some(e)) => return Err(e),
+            (Err(e), None) => return Err(e.into()),
+            (Ok(report), None) => report,
+        };
         for warning in &report.warnings {
             self.warn(warning);
         }
         if report.written {
-            tracing::info!(path = %path.display(), "persisted keyring");
+            tracing::info!(keyring = %source, "persisted keyring");
         }
         Ok(())
     }
 }
 
+/// A persist error back out of the facade's shared wrapper.
+fn unshare(e: Arc<PersistError>) -> PersistError {
+    Arc::try_unwrap(e).unwrap_or_else(PersistError::Shared)
+}
+
+/// The edit a write makes: the snapshot merged in, then the change.
+fn edit(
+    file: &mut Keyring,
+    ours: &[Merged],
+    added: Option<&Merged>,
+    active: Version,
+    change: Change<'_>,
+    source: &Source,
+) -> Result<()> {
+    if matches!(change, Change::Create) && !file.versions().is_empty() {
+        return Err(Error::KeyringExists {
+            origin: source.to_string(),
+        });
+    }
+    for version in ours.iter().chain(added) {
+        merge(file, version, source)?;
+    }
+    match change {
+        Change::Everything | Change::Create => file.set_active(active.as_str())?,
+        Change::Add {
+            spec,
+            activate: true,
+        } => file.set_active(spec.name.as_str())?,
+        Change::Add { .. } => {}
+        Change::Activate { version, at } => file.set_active_at(version.as_str(), Some(at))?,
+        Change::Retire(version) => {
+            file.retire(version.as_str())?;
+        }
+        Change::Destroy(version) => {
+            file.destroy(version.as_str())?;
+        }
+    }
+    Ok(())
+}
+
 /// One stored version as the file should hold it: the existing one when
 /// the material is the same (or the file destroyed it), added when new, a
 /// conflict otherwise. States only advance.
-fn merge(file: &mut Keyring, ours: &Merged, path: &Path) -> Result<()> {
+fn merge(file: &mut Keyring, ours: &Merged, source: &Source) -> Result<()> {
     let Some(existing) = file.get(&ours.version.name) else {
         file.add(ours.version.clone())?;
         return Ok(());
@@ -153,7 +204,7 @@ fn merge(file: &mut Keyring, ours: &Merged, path: &Path) -> Result<()> {
         && !same_material(existing, ours)
     {
         return Err(Error::Conflict {
-            origin: path.display().to_string(),
+            origin: source.to_string(),
             version: ours.name,
         });
     }
@@ -173,7 +224,7 @@ fn merge(file: &mut Keyring, ours: &Merged, path: &Path) -> Result<()> {
 /// or key, salt bytes, and iteration count (a version without a record in
 /// the file is read with the reader's setting, so it matches a count that
 /// is not the version's own, or the default).
-fn same_material(file: &StoredVersion, ours: &Merged) -> bool {
+pub(crate) fn same_material(file: &StoredVersion, ours: &Merged) -> bool {
     match (&file.key, &ours.version.key) {
         (
             Some(StoredKey::Password {
@@ -209,16 +260,16 @@ fn same_material(file: &StoredVersion, ours: &Merged) -> bool {
 }
 
 /// A version of the store, as stored, with what comparing it needs.
-struct Merged {
-    name: Version,
-    version: StoredVersion,
+pub(crate) struct Merged {
+    pub(crate) name: Version,
+    pub(crate) version: StoredVersion,
     /// The count it is derived with.
     iterations: u32,
     /// Whether that count is the version's own.
     iterations_recorded: bool,
 }
 
-fn stored_versions(snapshot: &Snapshot<'_>) -> (Vec<Merged>, Version) {
+pub(crate) fn stored_versions(snapshot: &Snapshot<'_>) -> (Vec<Merged>, Version) {
     let versions = snapshot
         .versions()
         .map(|(info, material)| stored(info.version, info.state, info.activated_at, material))

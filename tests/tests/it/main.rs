@@ -13,5 +13,6 @@ mod keyring_safety;
 mod manager;
 mod migration;
 mod persist;
+mod reload;
 
 pub(crate) use manager::capture_logs as manager_logs;

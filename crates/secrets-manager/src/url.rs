@@ -1,0 +1,67 @@
+//! Keyring addresses: `PATH`, `file:PATH`, `env:`, `etcd://...`.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::persist::{EnvStore, FileStore, KeyringStore, Prefixes};
+
+/// Opens the keyring store `url` names (see
+/// [`SecretsConfigBuilder::keyring`](crate::SecretsConfigBuilder::keyring)).
+pub(crate) fn open(url: &str, prefixes: &Prefixes) -> Result<Arc<dyn KeyringStore>> {
+    let unsupported = |reason: &str| Error::KeyringUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if let Some(rest) = url.strip_prefix("env:") {
+        if !rest.is_empty() {
+            return Err(unsupported("`env:` takes nothing after the colon"));
+        }
+        return Ok(Arc::new(EnvStore::new(prefixes)));
+    }
+    if let Some(path) = url.strip_prefix("file:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            return Err(unsupported("`file:` needs a path"));
+        }
+        return Ok(Arc::new(FileStore::with_prefixes(path, prefixes)));
+    }
+    if url.starts_with("etcd://") {
+        return etcd(url, prefixes);
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        return Err(unsupported(&format!(
+            "unknown kind of keyring `{scheme}://` (use a path, file:PATH, env: or etcd://HOST:PORT/PREFIX)"
+        )));
+    }
+    if url.is_empty() {
+        return Err(unsupported("empty address"));
+    }
+    Ok(Arc::new(FileStore::with_prefixes(url, prefixes)))
+}
+
+fn etcd(url: &str, _prefixes: &Prefixes) -> Result<Arc<dyn KeyringStore>> {
+    Err(Error::KeyringUrl {
+        url: url.to_owned(),
+        reason: "this build has no etcd support (the secrets-manager crate's `etcd` feature)"
+            .to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_name_their_stores() {
+        let p = Prefixes::default();
+        let shown = |url: &str| open(url, &p).map(|s| s.source().to_string());
+        assert_eq!(shown(".env.secrets").unwrap(), ".env.secrets");
+        assert_eq!(shown("file:/etc/app/.env").unwrap(), "/etc/app/.env");
+        assert_eq!(shown("file:///etc/app/.env").unwrap(), "/etc/app/.env");
+        assert_eq!(shown("env:").unwrap(), "the process environment");
+        for bad in ["", "env:x", "file:", "vault://x/y"] {
+            let e = shown(bad).unwrap_err().to_string();
+            assert!(e.contains("keyring address"), "{bad}: {e}");
+        }
+    }
+}
