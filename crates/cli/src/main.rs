@@ -8,13 +8,14 @@
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use secrets_manager::fernet::{Key, unix_time};
 use secrets_manager::keystore::{KeyKind, VersionState};
-use secrets_manager::persist::{self, Prefixes, StoredKey};
+use secrets_manager::persist::{self, KeyringStore, Prefixes, Source, StoredKey};
 use secrets_manager::{Salt, SecretsConfig, SecretsManager};
 
 /// Keep application secrets encrypted; rotate keys without downtime.
@@ -24,7 +25,17 @@ use secrets_manager::{Salt, SecretsConfig, SecretsManager};
 #[derive(Debug, Parser)]
 #[command(name = "secrets-manager", version, about, long_about = None, args_override_self = true)]
 struct Cli {
-    /// The keyring file.
+    /// Where the keyring lives: a path or `file:PATH`, `env:` (the process
+    /// environment), or `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`. Takes
+    /// precedence over --env-file and --from-env.
+    #[arg(
+        long,
+        global = true,
+        env = "SECRETS_MANAGER_KEYRING",
+        value_name = "URL"
+    )]
+    keyring: Option<String>,
+    /// The keyring file (the same as --keyring file:PATH).
     #[arg(
         long,
         global = true,
@@ -33,7 +44,8 @@ struct Cli {
         value_name = "PATH"
     )]
     env_file: PathBuf,
-    /// Read the keyring from the process environment instead of a file.
+    /// Read the keyring from the process environment (the same as
+    /// --keyring env:).
     #[arg(long, global = true)]
     from_env: bool,
     /// PBKDF2 iterations for versions that do not record their own.
@@ -192,22 +204,22 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             salt.as_deref(),
         ),
         Command::Activate { version } => {
-            let manager = load_for_writing(cli, "activate")?;
+            let manager = load(cli)?;
             manager.activate_version(version)?;
             eprintln!(
                 "{} is now the active version in {}",
                 version.to_ascii_lowercase(),
-                cli.env_file.display()
+                keyring_name(&manager)
             );
             Ok(())
         }
         Command::Retire { version } => {
-            let manager = load_for_writing(cli, "retire")?;
+            let manager = load(cli)?;
             manager.retire_version(version)?;
             eprintln!(
                 "retired {} in {}",
                 version.to_ascii_lowercase(),
-                cli.env_file.display()
+                keyring_name(&manager)
             );
             Ok(())
         }
@@ -221,12 +233,12 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
                     )
                     .exit();
             }
-            let manager = load_for_writing(cli, "destroy")?;
+            let manager = load(cli)?;
             manager.destroy_version(version)?;
             eprintln!(
                 "destroyed {}: its key is erased from {}",
                 version.to_ascii_lowercase(),
-                cli.env_file.display()
+                keyring_name(&manager)
             );
             Ok(())
         }
@@ -249,26 +261,36 @@ fn read_stdin() -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// The keyring's address: --keyring, else --from-env, else --env-file.
+fn keyring_url(cli: &Cli) -> String {
+    match (&cli.keyring, cli.from_env) {
+        (Some(url), _) => url.clone(),
+        (None, true) => "env:".to_owned(),
+        (None, false) => format!("file:{}", cli.env_file.display()),
+    }
+}
+
+fn keyring_store(cli: &Cli) -> Result<Arc<dyn KeyringStore>> {
+    Ok(secrets_manager::open_keyring(&keyring_url(cli))?)
+}
+
 fn load(cli: &Cli) -> Result<SecretsManager> {
+    let store = keyring_store(cli)?;
     let builder = SecretsConfig::builder()
         .kdf_iterations(cli.iterations)
-        .warning_callback(|w| eprintln!("warning: {w}"));
-    let builder = if cli.from_env {
-        builder.environment()?
-    } else {
-        let builder = builder.env_file(&cli.env_file)?;
-        warn_if_readable(&cli.env_file);
-        builder
-    };
+        .warning_callback(|w| eprintln!("warning: {w}"))
+        .keyring_store(Arc::clone(&store), &Prefixes::default())?;
+    if let Source::File(path) = store.source() {
+        warn_if_readable(&path);
+    }
     Ok(SecretsManager::new(builder.build()?)?)
 }
 
-/// A keyring file for a command that changes it.
-fn load_for_writing(cli: &Cli, command: &str) -> Result<SecretsManager> {
-    if cli.from_env {
-        bail!("{command} writes the keyring file; it cannot be used with --from-env");
-    }
-    load(cli)
+/// The manager's keyring, for confirmations.
+fn keyring_name(manager: &SecretsManager) -> String {
+    manager
+        .keyring()
+        .map_or_else(|| "the keyring".to_owned(), |s| s.to_string())
 }
 
 /// Warns, as ssh does for keys, when others may read the keyring.
@@ -302,21 +324,18 @@ fn random_password() -> String {
 }
 
 fn init(cli: &Cli, version: &str) -> Result<()> {
-    if cli.from_env {
-        bail!("init writes a file; it cannot be used with --from-env");
-    }
+    let store = keyring_store(cli)?;
     let config = SecretsConfig::builder()
         .key(version, random_password(), Salt::generate())
         .activated_at(version, unix_time())
         .kdf_iterations(cli.iterations)
         .build()?;
     let manager = SecretsManager::new(config)?;
-    // Refused, under the file's lock, if the file already holds keys.
-    let path = &cli.env_file;
-    manager.create_keyring_file(path)?;
+    // Refused, under the store's lock, if it already holds keys.
+    manager.create_keyring(store.as_ref())?;
     eprintln!(
         "created {} with version {} (active)",
-        path.display(),
+        store.source(),
         manager.active_version()
     );
     Ok(())
@@ -329,9 +348,6 @@ fn rotate(
     password_stdin: bool,
     salt: Option<&str>,
 ) -> Result<()> {
-    if cli.from_env {
-        bail!("rotate writes the keyring file; it cannot be used with --from-env");
-    }
     let password = if password_stdin {
         let mut line = String::new();
         BufReader::new(std::io::stdin())
@@ -354,11 +370,11 @@ fn rotate(
     }
     let version = rotation.apply()?;
     if activate {
-        eprintln!("rotated to {version}; {} updated", cli.env_file.display());
+        eprintln!("rotated to {version}; {} updated", keyring_name(&manager));
     } else {
         eprintln!(
             "added {version} (not active; `activate {version}` switches to it); {} updated",
-            cli.env_file.display()
+            keyring_name(&manager)
         );
     }
     Ok(())
@@ -396,12 +412,7 @@ fn describe_time(t: Option<u64>) -> String {
 
 fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     let manager = load(cli)?;
-    let source = if cli.from_env {
-        "the process environment".to_owned()
-    } else {
-        cli.env_file.display().to_string()
-    };
-    writeln!(out, "keyring: {source}")?;
+    writeln!(out, "keyring: {}", keyring_name(&manager))?;
     writeln!(out, "active: {}", manager.active_version())?;
     writeln!(
         out,
@@ -434,10 +445,11 @@ fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
 }
 
 fn verify(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
-    if cli.from_env {
-        bail!("verify checks a file's checksum; it cannot be used with --from-env");
-    }
-    let path = &cli.env_file;
+    let path = match keyring_store(cli)?.source() {
+        Source::File(path) => path,
+        other => bail!("verify checks a file's checksum and salt hashes; {other} is not a file"),
+    };
+    let path = &path;
     let prefixes = Prefixes::default();
     // Reading verifies the file's syntax and its checksum, when present.
     let values = persist::dotenv_values(path)?;

@@ -746,3 +746,37 @@ fn owner_and_group_are_kept_across_rewrites() {
 fn secrets_manager_tests_in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
+
+#[test]
+fn the_keyring_is_chosen_by_address() {
+    let env = Env::new();
+    let other = env.dir.path().join("elsewhere.env");
+    let url = format!("file:{}", other.display());
+    env.ok(&["--keyring", &url, "init"], b"");
+    assert!(other.exists() && !env.file().exists());
+    let token = env.ok(&["--keyring", &url, "encrypt"], b"by address");
+    // The variable works too, and beats --env-file.
+    let out = env
+        .cmd(&["--env-file", "nowhere.env", "decrypt"])
+        .env("SECRETS_MANAGER_KEYRING", &url)
+        .write_stdin(token.clone())
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"by address", "{}", stderr_of(&out));
+    let status = String::from_utf8(env.ok(&["--keyring", &url, "status"], b"")).unwrap();
+    assert!(
+        status.starts_with(&format!("keyring: {}", other.display())),
+        "{status}"
+    );
+    // The environment is read-only; unknown kinds are refused.
+    let out = env
+        .cmd(&["--keyring", "env:", "rotate", "--new-version", "v2"])
+        .env("ENCRYPTION_KEYS__v1", "pw")
+        .env("ENCRYPTION_SALT__v1", "c2FsdA==")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("read-only"), "{}", stderr_of(&out));
+    let err = env.fails(&["--keyring", "s3://bucket/key", "status"], b"", 1);
+    assert!(err.contains("unknown kind of keyring"), "{err}");
+}

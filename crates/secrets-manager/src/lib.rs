@@ -42,6 +42,7 @@ pub use crate::config::{SecretsConfig, SecretsConfigBuilder};
 pub use crate::error::{Error, Result};
 pub use crate::manager::{Rotation, SecretsManager};
 pub use crate::reload::{ReloadReport, WatchHandle};
+pub use crate::url::open_keyring;
 pub use secrets_manager_kdf::Salt;
 pub use secrets_manager_keystore::{Statistics, Version};
 

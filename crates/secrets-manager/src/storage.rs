@@ -101,8 +101,19 @@ impl SecretsManager {
     /// [`Error::KeyringExists`] when the file already holds keys; otherwise
     /// as [`persist_to_file`](Self::persist_to_file).
     pub fn create_keyring_file(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.create_keyring(&FileStore::new(path))
+    }
+
+    /// As [`create_keyring_file`](Self::create_keyring_file), in any
+    /// keyring store.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_keyring_file`](Self::create_keyring_file), and whatever
+    /// the store reports (the process environment is read-only).
+    pub fn create_keyring(&self, store: &dyn KeyringStore) -> Result<()> {
         let _writer = self.inner.writer();
-        self.inner.write_to(&FileStore::new(path), Change::Create)
+        self.inner.write_to(store, Change::Create)
     }
 }
 

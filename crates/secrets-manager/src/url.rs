@@ -5,8 +5,25 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::persist::{EnvStore, FileStore, KeyringStore, Prefixes};
 
-/// Opens the keyring store `url` names (see
-/// [`SecretsConfigBuilder::keyring`](crate::SecretsConfigBuilder::keyring)).
+/// Opens the keyring store an address names, with the default variable
+/// names: `PATH` or `file:PATH` (a `.env` file), `env:` (the process
+/// environment, read-only), `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` (with
+/// the `etcd` feature). See
+/// [`SecretsConfigBuilder::keyring`](crate::SecretsConfigBuilder::keyring).
+///
+/// ```
+/// let store = secrets_manager::open_keyring("file:.env.secrets")?;
+/// assert_eq!(store.source().to_string(), ".env.secrets");
+/// # Ok::<(), secrets_manager::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// An address of an unknown kind, or of a kind this build lacks.
+pub fn open_keyring(url: &str) -> Result<Arc<dyn KeyringStore>> {
+    open(url, &Prefixes::default())
+}
+
 pub(crate) fn open(url: &str, prefixes: &Prefixes) -> Result<Arc<dyn KeyringStore>> {
     let unsupported = |reason: &str| Error::KeyringUrl {
         url: url.to_owned(),
