@@ -62,7 +62,12 @@ enum Command {
     /// The file gets mode 0600. A file that already holds keys is refused.
     Init {
         /// The version's name.
-        #[arg(long = "version", default_value = "v1", value_name = "V")]
+        #[arg(
+            long = "name",
+            alias = "version",
+            default_value = "v1",
+            value_name = "V"
+        )]
         version_name: String,
     },
     /// Encrypt stdin (any bytes) under the active version: one token and a
@@ -92,9 +97,13 @@ enum Command {
         #[arg(long)]
         password_stdin: bool,
         /// The salt, as the Python package reads strings: hex, URL-safe
-        /// base64, or text (default: 16 random bytes).
+        /// base64, or text (default: 16 random bytes). At least 8 bytes.
         #[arg(long, value_name = "S")]
         salt: Option<String>,
+        /// Accept a salt shorter than 8 bytes (weak; for keyrings made
+        /// elsewhere).
+        #[arg(long, requires = "salt")]
+        allow_short_salt: bool,
     },
     /// Make an existing version the active one.
     Activate {
@@ -125,7 +134,13 @@ enum Command {
     /// Never a secret.
     Status,
     /// Check the file's checksum and every salt hash.
-    Verify,
+    Verify {
+        /// After a deliberate hand edit: record the file's new contents in
+        /// its checksum (saying which variable was added, where that can be
+        /// told). Never touches a keyring value.
+        #[arg(long)]
+        update_checksum: bool,
+    },
     /// Print a random Fernet key.
     Keygen,
 }
@@ -196,12 +211,13 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             no_activate,
             password_stdin,
             salt,
+            allow_short_salt,
         } => rotate(
             cli,
             new_version,
             !*no_activate,
             *password_stdin,
-            salt.as_deref(),
+            salt.as_deref().map(|s| (s, *allow_short_salt)),
         ),
         Command::Activate { version } => {
             let manager = load(cli)?;
@@ -244,7 +260,7 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
         }
         Command::Rewrap => rewrap(cli),
         Command::Status => status(cli, out),
-        Command::Verify => verify(cli, out),
+        Command::Verify { update_checksum } => verify(cli, *update_checksum, out),
         Command::Keygen => {
             out.extend_from_slice(Key::generate().to_base64().as_bytes());
             out.push(b'\n');
@@ -274,8 +290,25 @@ fn keyring_store(cli: &Cli) -> Result<Arc<dyn KeyringStore>> {
     Ok(secrets_manager::open_keyring(&keyring_url(cli))?)
 }
 
+/// A missing keyring file is the usual first stumble: say where it was
+/// looked for and how to make one.
+fn require_file(path: &std::path::Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        bail!(
+            "no keyring at {} (looked for {}): create one with `secrets-manager init`, or name yours with --keyring or --env-file",
+            path.display(),
+            shown.display()
+        );
+    }
+    Ok(())
+}
+
 fn load(cli: &Cli) -> Result<SecretsManager> {
     let store = keyring_store(cli)?;
+    if let Source::File(path) = store.source() {
+        require_file(&path)?;
+    }
     let builder = SecretsConfig::builder()
         .kdf_iterations(cli.iterations)
         .warning_callback(|w| eprintln!("warning: {w}"))
@@ -341,13 +374,46 @@ fn init(cli: &Cli, version: &str) -> Result<()> {
     Ok(())
 }
 
+/// The shortest salt accepted without `--allow-short-salt`.
+const MIN_SALT_LEN: usize = 8;
+
+/// Reads `--salt` as the Python package does, refusing short salts and
+/// saying on stderr when the text was not read as base64.
+fn parse_salt(text: &str, allow_short: bool) -> Result<Salt> {
+    let salt = Salt::from(text);
+    let form = if salt.as_bytes() == text.as_bytes() {
+        Some("UTF-8 text")
+    } else if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some("hexadecimal")
+    } else {
+        None
+    };
+    if salt.len() < MIN_SALT_LEN && !allow_short {
+        bail!(
+            "--salt: {} bytes once read{}; a salt needs at least {MIN_SALT_LEN} (or pass --allow-short-salt)",
+            salt.len(),
+            form.map(|f| format!(" as {f}")).unwrap_or_default()
+        );
+    }
+    if let Some(form) = form {
+        eprintln!(
+            "warning: --salt was read as {form} ({} bytes), not as base64; the Python package reads it the same way",
+            salt.len()
+        );
+    }
+    Ok(salt)
+}
+
 fn rotate(
     cli: &Cli,
     version: &str,
     activate: bool,
     password_stdin: bool,
-    salt: Option<&str>,
+    salt: Option<(&str, bool)>,
 ) -> Result<()> {
+    let salt = salt
+        .map(|(text, allow_short)| parse_salt(text, allow_short))
+        .transpose()?;
     let password = if password_stdin {
         let mut line = String::new();
         BufReader::new(std::io::stdin())
@@ -365,8 +431,8 @@ fn rotate(
     let mut rotation = manager
         .rotate_to_new_version(version, password)
         .activate(activate);
-    if let Some(s) = salt {
-        rotation = rotation.salt(s);
+    if let Some(salt) = salt {
+        rotation = rotation.salt(salt);
     }
     let version = rotation.apply()?;
     if activate {
@@ -444,13 +510,36 @@ fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-fn verify(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
+fn verify(cli: &Cli, update_checksum: bool, out: &mut Vec<u8>) -> Result<()> {
     let path = match keyring_store(cli)?.source() {
         Source::File(path) => path,
         other => bail!("verify checks a file's checksum and salt hashes; {other} is not a file"),
     };
     let path = &path;
+    require_file(path)?;
     let prefixes = Prefixes::default();
+    if update_checksum {
+        let refresh = persist::refresh_checksum(path, &prefixes)?;
+        for w in &refresh.warnings {
+            eprintln!("warning: {w}");
+        }
+        if !refresh.written {
+            eprintln!("{}: the checksum already matches", path.display());
+        } else if !refresh.had_checksum {
+            eprintln!("{}: checksum added", path.display());
+        } else if refresh.added.is_empty() {
+            eprintln!(
+                "{}: checksum updated; which variables changed cannot be told (a value was edited, or a variable removed)",
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "{}: checksum updated; added since it was written: {}",
+                path.display(),
+                refresh.added.join(", ")
+            );
+        }
+    }
     // Reading verifies the file's syntax and its checksum, when present.
     let values = persist::dotenv_values(path)?;
     let keyring = persist::read_keyring(path, &prefixes)?;

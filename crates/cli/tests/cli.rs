@@ -191,6 +191,7 @@ fn rotate_adds_versions_and_keeps_old_tokens_working() {
             "--password-stdin",
             "--salt",
             "c2FsdA==",
+            "--allow-short-salt",
         ],
         b"my password\nignored\n",
     );
@@ -311,9 +312,32 @@ fn malformed_files_name_the_file_and_line() {
     std::fs::write(env.file(), "A=1\nB=\"unterminated\n").unwrap();
     let err = env.fails(&["status"], b"", 1);
     assert!(err.contains(".env.secrets:2"), "{err}");
-    let err = env.fails(&["--env-file", "missing.env", "encrypt"], b"x", 1);
+    // A missing keyring names the path tried and how to make one; every
+    // command words it the same way.
+    for args in [
+        &["--env-file", "missing.env", "encrypt"][..],
+        &["--env-file", "missing.env", "verify"],
+    ] {
+        let err = env.fails(args, b"x", 1);
+        assert!(
+            err.contains("no keyring at missing.env")
+                && err.contains(&env.dir.path().join("missing.env").display().to_string())
+                && err.contains("secrets-manager init"),
+            "{err}"
+        );
+    }
+    // A keyring with no keys names the source and the variables expected.
+    std::fs::write(env.file(), "APP=1\n").unwrap();
+    let err = env.fails(&["status"], b"", 1);
     assert!(
-        err.contains("missing.env") && err.contains("cannot open"),
+        err.contains(".env.secrets holds no keys")
+            && err.contains("ENCRYPTION_KEYS__<v> with ENCRYPTION_SALT__<v>"),
+        "{err}"
+    );
+    let out = env.cmd(&["--from-env", "status"]).output().unwrap();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("the process environment holds no keys"),
         "{err}"
     );
 }
@@ -779,4 +803,114 @@ fn the_keyring_is_chosen_by_address() {
     assert!(stderr_of(&out).contains("read-only"), "{}", stderr_of(&out));
     let err = env.fails(&["--keyring", "s3://bucket/key", "status"], b"", 1);
     assert!(err.contains("unknown kind of keyring"), "{err}");
+}
+
+#[test]
+fn salts_given_at_the_shell_are_checked_and_their_reading_is_said() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    // Under 8 bytes: refused unless asked for.
+    for short in ["", "c2FsdA==", "abc", "616263"] {
+        let err = env.fails(&["rotate", "--new-version", "s", "--salt", short], b"", 1);
+        assert!(
+            err.contains("at least 8") && err.contains("--allow-short-salt"),
+            "{short:?}: {err}"
+        );
+    }
+    // Base64: silent. Hex and text: a warning saying how it was read.
+    let quiet = env
+        .cmd(&[
+            "rotate",
+            "--new-version",
+            "b64",
+            "--salt",
+            "c2FsdHNhbHRzYWx0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        quiet.status.success() && !stderr_of(&quiet).contains("warning"),
+        "{}",
+        stderr_of(&quiet)
+    );
+    for (name, salt, form) in [
+        ("hex", "73616c7473616c74", "hexadecimal"),
+        ("text", "c2FsdHNhbHRzYWx0Y", "UTF-8 text"),
+    ] {
+        let out = env
+            .cmd(&["rotate", "--new-version", name, "--salt", salt])
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("warning: --salt was read as {form}")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn init_takes_the_name_with_name_and_still_accepts_version() {
+    let env = Env::new();
+    env.ok(&["init", "--name", "Prod-2026"], b"");
+    assert_eq!(env.manager().active_version(), "prod-2026");
+    let other = Env::new();
+    other.ok(&["init", "--version", "old-style"], b"");
+    assert_eq!(other.manager().active_version(), "old-style");
+    let help = String::from_utf8(env.ok(&["init", "--help"], b"")).unwrap();
+    assert!(
+        help.contains("--name") && !help.contains("--version"),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_hand_edited_keyring_can_record_its_new_contents() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let token = env.ok(&["encrypt"], b"kept");
+    let mut text = std::fs::read_to_string(env.file()).unwrap();
+    text.push_str("APP_NAME=\"demo\"\n");
+    std::fs::write(env.file(), &text).unwrap();
+    let err = env.fails(&["status"], b"", 1);
+    assert!(
+        err.contains("checksum mismatch") && err.contains("verify --update-checksum"),
+        "{err}"
+    );
+    let out = env.cmd(&["verify", "--update-checksum"]).output().unwrap();
+    let said = stderr_of(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("added since it was written: APP_NAME"),
+        "{said}"
+    );
+    let after = std::fs::read_to_string(env.file()).unwrap();
+    let keyring_lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("ENCRYPTION_") && !l.starts_with("ENCRYPTION_ENV_CHECKSUM"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        keyring_lines(&after),
+        keyring_lines(&text),
+        "no keyring value touched"
+    );
+    assert_eq!(env.ok(&["decrypt"], &token), b"kept");
+    env.ok(&["verify"], b"");
+    // An edited value cannot be pinned on one variable, and says so.
+    std::fs::write(env.file(), after.replace("demo", "prod")).unwrap();
+    let out = env.cmd(&["verify", "--update-checksum"]).output().unwrap();
+    assert!(
+        stderr_of(&out).contains("cannot be told"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = env.cmd(&["verify", "--update-checksum"]).output().unwrap();
+    assert!(
+        stderr_of(&out).contains("already matches"),
+        "{}",
+        stderr_of(&out)
+    );
 }

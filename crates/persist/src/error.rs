@@ -91,7 +91,7 @@ pub enum PersistError {
     },
     /// The file's checksum does not match its contents.
     #[error(
-        "{path}: checksum mismatch: {variable} does not match the file's contents (edited by hand, or corrupted)"
+        "{path}: checksum mismatch: {variable} does not match the file's contents (edited by hand, or corrupted); after a deliberate edit, `secrets-manager verify --update-checksum` records the new contents"
     )]
     Checksum {
         /// The file.

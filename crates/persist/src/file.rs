@@ -361,6 +361,92 @@ pub fn update_keyring<T, E: From<PersistError>>(
     result
 }
 
+/// What [`refresh_checksum`] found and did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ChecksumRefresh {
+    /// Whether the checksum was rewritten (`false`: it already matched).
+    pub written: bool,
+    /// Whether the file had a checksum before.
+    pub had_checksum: bool,
+    /// Variables whose addition explains the old checksum, where that can
+    /// be told (one variable added by hand); empty when it cannot (a value
+    /// was edited, a variable removed, or several added).
+    pub added: Vec<String>,
+    /// What went wrong without stopping the write.
+    pub warnings: Vec<WriteWarning>,
+}
+
+/// Files with more variables than this are not searched for the one that
+/// was added (each try hashes the whole file).
+const ADDED_SEARCH_LIMIT: usize = 2_000;
+
+/// Records a file's current contents in its checksum, after a deliberate
+/// hand edit, under the same lock and atomic write as every keyring write.
+/// No keyring value is touched; the keyring must still read correctly. The
+/// result says which variable was added since the checksum was written,
+/// where that can be told.
+///
+/// # Errors
+///
+/// As [`update_keyring`], except that the old checksum may mismatch.
+pub fn refresh_checksum(
+    path: impl AsRef<Path>,
+    prefixes: &Prefixes,
+) -> Result<ChecksumRefresh, PersistError> {
+    let path = path.as_ref();
+    let (mut lock, created, target) = lock_file(path)?;
+    if created {
+        let _ = std::fs::remove_file(&target.path);
+        return Err(io(path, "cannot open")(std::io::Error::from(
+            std::io::ErrorKind::NotFound,
+        )));
+    }
+    remove_stale_temporaries(&target);
+    let bytes = read_limited(path, &mut lock)?;
+    let parsed = parse_text(path, &bytes)?;
+    let keyring = keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)?;
+    let stored = parsed
+        .values
+        .iter()
+        .find(|(k, _)| *k == prefixes.checksum)
+        .and_then(|(_, v)| v.as_ref())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let mut out = ChecksumRefresh {
+        had_checksum: stored.is_some(),
+        ..ChecksumRefresh::default()
+    };
+    if stored.as_deref() == Some(keyring::checksum(&parsed.values, &prefixes.checksum).as_str()) {
+        return Ok(out);
+    }
+    if let Some(stored) = &stored
+        && parsed.values.len() <= ADDED_SEARCH_LIMIT
+    {
+        for (i, (name, _)) in parsed.values.iter().enumerate() {
+            if *name == prefixes.checksum {
+                continue;
+            }
+            let without: DotenvValues = parsed
+                .values
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, v)| v.clone())
+                .collect();
+            if keyring::checksum(&without, &prefixes.checksum) == *stored {
+                out.added.push(name.clone());
+            }
+        }
+    }
+    let text = render(path, &parsed, &keyring, prefixes)?;
+    let meta = lock.metadata().map_err(io(path, "cannot stat"))?;
+    let mut report = WriteReport::default();
+    write_atomically(path, &target, text.as_bytes(), Some(&meta), &mut report)?;
+    out.written = true;
+    out.warnings = report.warnings;
+    Ok(out)
+}
+
 /// Whether a destroyed version still has key material in the file (written
 /// by hand, or by a reader that does not know the state): the next write
 /// erases it.

@@ -63,8 +63,8 @@ mod store;
 
 pub use crate::error::{PersistError, Source, WriteWarning};
 pub use crate::file::{
-    HEADER, MAX_EXPANDED_LEN, MAX_FILE_LEN, WriteReport, dotenv_values, parse_keyring_bytes,
-    read_environment, read_keyring, update_keyring,
+    ChecksumRefresh, HEADER, MAX_EXPANDED_LEN, MAX_FILE_LEN, WriteReport, dotenv_values,
+    parse_keyring_bytes, read_environment, read_keyring, refresh_checksum, update_keyring,
 };
 pub use crate::keyring::{Keyring, Prefixes, StoredKey, StoredState, StoredVersion};
 pub use crate::store::{EnvStore, FileStore, KeyringStore, OnChange, Watch};

@@ -508,6 +508,12 @@ impl SecretsConfigBuilder {
     ) -> Result<Self> {
         let keyring = store.read()?;
         let source = store.source();
+        if keyring.versions().is_empty() {
+            return Err(Error::EmptyKeyring {
+                origin: source.to_string(),
+                expected: format!("{}<v> with {}<v>", prefixes.keys, prefixes.salt),
+            });
+        }
         self.loaded.push(store);
         self.add_keyring(keyring, &source, prefixes)
     }

@@ -58,6 +58,16 @@ pub enum Error {
         /// The version.
         version: Version,
     },
+    /// A keyring source with no versions in it.
+    #[error(
+        "{origin} holds no keys (no key versions configured): expected {expected} variables, or create a keyring with `secrets-manager init`"
+    )]
+    EmptyKeyring {
+        /// The file or store.
+        origin: String,
+        /// The variables looked for.
+        expected: String,
+    },
     /// `reload` or `watch` on a manager configured in code.
     #[error(
         "this manager has no keyring to follow: load it with SecretsConfigBuilder::keyring or env_file"
