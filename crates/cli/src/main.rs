@@ -383,7 +383,7 @@ fn parse_salt(text: &str, allow_short: bool) -> Result<Salt> {
     let salt = Salt::from(text);
     let form = if salt.as_bytes() == text.as_bytes() {
         Some("UTF-8 text")
-    } else if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    } else if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         Some("hexadecimal")
     } else {
         None
