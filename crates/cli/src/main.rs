@@ -199,10 +199,11 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             let input = read_stdin()?;
             let token = input.trim_ascii();
             let (_, plaintext) = match (ttl, hint) {
-                (Some(secs), _) => manager.decrypt_with_ttl(token, Duration::from_secs(*secs))?,
-                (None, Some(h)) => manager.decrypt_with_hint(token, h)?,
-                (None, None) => manager.decrypt(token)?,
-            };
+                (Some(secs), _) => manager.decrypt_with_ttl(token, Duration::from_secs(*secs)),
+                (None, Some(h)) => manager.decrypt_with_hint(token, h),
+                (None, None) => manager.decrypt(token),
+            }
+            .map_err(|e| explain(&manager, e))?;
             out.extend_from_slice(&plaintext);
             Ok(())
         }
@@ -317,6 +318,29 @@ fn load(cli: &Cli) -> Result<SecretsManager> {
         warn_if_readable(&path);
     }
     Ok(SecretsManager::new(builder.build()?)?)
+}
+
+/// A decryption failure, with a hint where a common cause fits: when no
+/// version opened a token and no version records its iteration count, a
+/// wrong `--iterations` derives wrong keys for all of them.
+fn explain(manager: &SecretsManager, e: secrets_manager::Error) -> anyhow::Error {
+    use secrets_manager::keystore::KeystoreError;
+    let all_failed = matches!(
+        e,
+        secrets_manager::Error::Keystore(KeystoreError::DecryptionFailed { .. })
+    );
+    let unrecorded = manager.version_info().is_ok_and(|infos| {
+        infos
+            .iter()
+            .any(|i| i.kind == Some(KeyKind::Password) && !i.iterations_recorded)
+    });
+    if all_failed && unrecorded {
+        anyhow::Error::new(e).context(
+            "no version opened the token; versions without a recorded iteration count are read with --iterations, and a wrong count is a common cause",
+        )
+    } else {
+        e.into()
+    }
 }
 
 /// The manager's keyring, for confirmations.
@@ -459,6 +483,7 @@ fn rewrap(cli: &Cli) -> Result<()> {
             let token = line.trim_ascii();
             let (_, fresh) = manager
                 .rotate_token(token)
+                .map_err(|e| explain(&manager, e))
                 .with_context(|| format!("line {}", n + 1))?;
             writer.write_all(fresh.as_bytes())?;
             writer.write_all(b"\n")?;
@@ -472,8 +497,48 @@ fn rewrap(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// An activation time as local date and time (`-` when unknown).
 fn describe_time(t: Option<u64>) -> String {
-    t.map_or_else(|| "-".to_owned(), |t| t.to_string())
+    let Some(t) = t else {
+        return "-".to_owned();
+    };
+    let zoned = i64::try_from(t)
+        .ok()
+        .and_then(|t| jiff::Timestamp::from_second(t).ok())
+        .map(|ts| ts.to_zoned_datetime(jiff::tz::TimeZone::system()));
+    match zoned {
+        Some(z) => z.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        None => format!("{t} (unix seconds)"),
+    }
+}
+
+/// `s2` before `s13`: digit runs compare as numbers.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for ((da, xa), (db, xb)) in ca.iter().zip(&cb) {
+        let ord = if *da && *db {
+            let (ta, tb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
+            ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb))
+        } else {
+            xa.cmp(xb)
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
 }
 
 fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
@@ -485,7 +550,14 @@ fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
         "{:<24} {:<7} {:<9} {:<9} {:>10}  activated_at",
         "version", "active", "state", "kind", "iterations"
     )?;
-    for info in manager.version_info()? {
+    // By activation (unknown first, as the oldest), then natural order.
+    let mut infos = manager.version_info()?;
+    infos.sort_by(|a, b| {
+        a.activated_at
+            .cmp(&b.activated_at)
+            .then_with(|| natural_cmp(a.version.as_str(), b.version.as_str()))
+    });
+    for info in infos {
         let state = match info.state {
             VersionState::Usable => "usable",
             VersionState::Retired => "retired",

@@ -914,3 +914,63 @@ fn a_hand_edited_keyring_can_record_its_new_contents() {
         stderr_of(&out)
     );
 }
+
+#[test]
+fn status_orders_by_activation_then_naturally_and_shows_local_times() {
+    let env = Env::new();
+    let version = |name: &str, at: Option<u64>| {
+        let mut lines = format!(
+            "ENCRYPTION_KEYS__{name}=\"pw\"\nENCRYPTION_SALT__{name}=\"c2FsdHNhbHRzYWx0\"\n"
+        );
+        if let Some(t) = at {
+            lines.push_str(&format!("ENCRYPTION_ACTIVATED_AT__{name}={t}\n"));
+        }
+        lines
+    };
+    let text = [
+        version("s13", Some(1_700_000_000)),
+        version("s2", Some(1_700_000_000)),
+        version("late", Some(1_800_000_000)),
+        version("first", None),
+    ]
+    .concat()
+        + "ACTIVE_ENCRYPTION_VERSION=late\n";
+    std::fs::write(env.file(), text).unwrap();
+    let out = env.cmd(&["status"]).env("TZ", "UTC").output().unwrap();
+    let status = String::from_utf8(out.stdout).unwrap();
+    let order: Vec<&str> = status
+        .lines()
+        .skip(3)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(order, ["first", "s2", "s13", "late"], "{status}");
+    assert!(status.contains("2023-11-14 22:13:20 UTC"), "{status}");
+    let out = env
+        .cmd(&["status"])
+        .env("TZ", "Asia/Tokyo")
+        .output()
+        .unwrap();
+    let status = String::from_utf8(out.stdout).unwrap();
+    assert!(status.contains("2023-11-15 07:13:20 JST"), "{status}");
+}
+
+#[test]
+fn a_failure_with_unrecorded_iterations_points_at_the_iteration_count() {
+    let env = Env::new();
+    std::fs::write(
+        env.file(),
+        "ENCRYPTION_KEYS__v1=\"pw\"\nENCRYPTION_SALT__v1=\"c2FsdHNhbHRzYWx0\"\n",
+    )
+    .unwrap();
+    let token = env.ok(&["encrypt"], b"x");
+    let err = env.fails(&["--iterations", "2000", "decrypt"], &token, 1);
+    assert!(
+        err.contains("--iterations") && err.contains("tried: v1"),
+        "{err}"
+    );
+    // Versions that record their count get no such hint.
+    let other = Env::new();
+    other.ok(&["init"], b"");
+    let err = other.fails(&["decrypt"], &token, 1);
+    assert!(!err.contains("--iterations"), "{err}");
+}
