@@ -145,11 +145,29 @@ enum Command {
     Keygen,
 }
 
+/// Warnings, printed once the command has succeeded: a failure prints one
+/// `error:` line and nothing else.
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn warn(message: impl std::fmt::Display) {
+    WARNINGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(format!("warning: {message}"));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut out = Vec::new();
     match run(&cli, &mut out) {
         Ok(()) => {
+            for w in WARNINGS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .drain(..)
+            {
+                eprintln!("{w}");
+            }
             let mut stdout = std::io::stdout().lock();
             if let Err(e) = stdout.write_all(&out).and_then(|()| stdout.flush()) {
                 eprintln!("error: cannot write to stdout: {e}");
@@ -312,7 +330,7 @@ fn load(cli: &Cli) -> Result<SecretsManager> {
     }
     let builder = SecretsConfig::builder()
         .kdf_iterations(cli.iterations)
-        .warning_callback(|w| eprintln!("warning: {w}"))
+        .warning_callback(|w| warn(w))
         .keyring_store(Arc::clone(&store), &Prefixes::default())?;
     if let Source::File(path) = store.source() {
         warn_if_readable(&path);
@@ -358,8 +376,8 @@ fn warn_if_readable(path: &std::path::Path) {
         if let Ok(meta) = std::fs::metadata(path) {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                eprintln!(
-                    "warning: {} is readable by {} (mode {mode:04o}); its keys should be private: chmod 600 {}",
+                warn(format_args!(
+                    "{} is readable by {} (mode {mode:04o}); its keys should be private: chmod 600 {}",
                     path.display(),
                     if mode & 0o007 != 0 {
                         "others"
@@ -367,7 +385,7 @@ fn warn_if_readable(path: &std::path::Path) {
                         "its group"
                     },
                     path.display()
-                );
+                ));
             }
         }
     }
@@ -420,10 +438,10 @@ fn parse_salt(text: &str, allow_short: bool) -> Result<Salt> {
         );
     }
     if let Some(form) = form {
-        eprintln!(
-            "warning: --salt was read as {form} ({} bytes), not as base64; the Python package reads it the same way",
+        warn(format_args!(
+            "--salt was read as {form} ({} bytes), not as base64; the Python package reads it the same way",
             salt.len()
-        );
+        ));
     }
     Ok(salt)
 }
@@ -593,7 +611,7 @@ fn verify(cli: &Cli, update_checksum: bool, out: &mut Vec<u8>) -> Result<()> {
     if update_checksum {
         let refresh = persist::refresh_checksum(path, &prefixes)?;
         for w in &refresh.warnings {
-            eprintln!("warning: {w}");
+            warn(w);
         }
         if !refresh.written {
             eprintln!("{}: the checksum already matches", path.display());
