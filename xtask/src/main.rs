@@ -12,6 +12,8 @@
 //!   peers and the bare primitives, all measured in the same run.
 //! - `crash [--rounds N]`: kill rotations at random moments N times and
 //!   check the keyring file after each.
+//! - `readme`: run the README's command-line walkthrough, top to bottom, in
+//!   a scratch directory.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail, ensure};
 
 mod bench;
+mod readme;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +36,7 @@ fn main() -> Result<()> {
         "fuzz" => fuzz(rest),
         "bench" => bench::run(&root(), rest.iter().any(|a| a == "--quick")),
         "crash" => crash(rest),
+        "readme" => readme::run(&root()),
         "help" | "--help" | "-h" => {
             println!("{}", HELP.trim());
             Ok(())
@@ -51,6 +55,7 @@ commands:
   fuzz [--seconds N] [T..]  run fuzz targets (default: all, 60 s each)
   bench [--quick]           run benchmarks and print ratios against the peers
   crash [--rounds N]        kill rotations at random moments N times (default 500)
+  readme                    run the README's command-line walkthrough in a scratch directory
 ";
 
 /// Kills `secrets-manager rotate` at random moments, many times, checking
@@ -164,6 +169,8 @@ fn ci(args: &[String]) -> Result<()> {
     run(doc)?;
 
     vectors(true)?;
+
+    readme::run(&root())?;
 
     let mut smoke = vec!["--seconds".to_owned(), fuzz_seconds.to_string()];
     smoke.extend(FUZZ_TARGETS.iter().map(|t| (*t).to_owned()));

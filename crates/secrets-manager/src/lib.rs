@@ -13,6 +13,7 @@
 //!     .build()?;
 //! let manager = SecretsManager::new(config)?;
 //! let (version, token) = manager.encrypt(b"sensitive data")?;    // (Version, String)
+//! assert_eq!(version, "v1");
 //! let (version, plaintext) = manager.decrypt(&token)?;           // (Version, Zeroizing<Vec<u8>>)
 //! assert_eq!((version.as_str(), &plaintext[..]), ("v1", &b"sensitive data"[..]));
 //!
@@ -28,6 +29,9 @@
 //! [`fernet`] (the token codec), [`kdf`] (PBKDF2 and salts) and
 //! [`keystore`] (the versioned keyring), [`persist`] (`.env` keyring
 //! files).
+
+// Examples in the docs (and the README's) compile without warnings.
+#![doc(test(attr(deny(warnings))))]
 
 mod audit;
 mod config;
@@ -70,3 +74,8 @@ pub mod persist {
 pub use secrecy;
 /// Re-exported: plaintexts are [`zeroize::Zeroizing`] buffers.
 pub use zeroize;
+
+/// The README's Rust examples, run as doctests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
