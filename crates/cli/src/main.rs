@@ -5,151 +5,28 @@
 //! file), 2 for usage errors. A failure prints one `error: ...` line on
 //! stderr and nothing on stdout.
 
-use std::io::{BufRead as _, BufReader, Read as _, Seek as _, Write as _};
-use std::path::PathBuf;
+mod args;
+mod crypt;
+mod keyring;
+mod manage;
+mod report;
+
+use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
-use clap::{Parser, Subcommand};
-use secrets_manager::fernet::{Key, unix_time};
-use secrets_manager::keystore::{KeyKind, VersionState};
-use secrets_manager::persist::{self, KeyringStore, Prefixes, Source, StoredKey};
-use secrets_manager::{Salt, SecretsConfig, SecretsManager};
+use anyhow::{Context as _, Result};
+use clap::Parser as _;
+use secrets_manager::fernet::Key;
 
-/// Keep application secrets encrypted; rotate keys without downtime.
-///
-/// Keys live in a `.env` keyring file that the Python SecretsManager also
-/// reads and writes. Tokens are Fernet tokens.
-#[derive(Debug, Parser)]
-#[command(name = "secrets-manager", version, about, long_about = None, args_override_self = true)]
-struct Cli {
-    /// Where the keyring lives: a path or `file:PATH`, `env:` (the process
-    /// environment), or `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`. Takes
-    /// precedence over --env-file and --from-env.
-    #[arg(
-        long,
-        global = true,
-        env = "SECRETS_MANAGER_KEYRING",
-        value_name = "URL"
-    )]
-    keyring: Option<String>,
-    /// The keyring file (the same as --keyring file:PATH).
-    #[arg(
-        long,
-        global = true,
-        env = "SECRETS_MANAGER_ENV_FILE",
-        default_value = ".env.secrets",
-        value_name = "PATH"
-    )]
-    env_file: PathBuf,
-    /// Read the keyring from the process environment (the same as
-    /// --keyring env:).
-    #[arg(long, global = true)]
-    from_env: bool,
-    /// PBKDF2 iterations for versions that do not record their own.
-    #[arg(long, global = true, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    iterations: u32,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Create the keyring file with one version: a random password and salt.
-    ///
-    /// The file gets mode 0600. A file that already holds keys is refused.
-    Init {
-        /// The version's name.
-        #[arg(
-            long = "name",
-            alias = "version",
-            default_value = "v1",
-            value_name = "V"
-        )]
-        version_name: String,
-    },
-    /// Encrypt stdin (any bytes) under the active version: one token and a
-    /// newline on stdout.
-    Encrypt,
-    /// Decrypt one token from stdin (surrounding whitespace ignored): the
-    /// exact plaintext bytes on stdout.
-    Decrypt {
-        /// Refuse tokens older than this many seconds.
-        #[arg(long, value_name = "SECS")]
-        ttl: Option<u64>,
-        /// Try this version first.
-        #[arg(long, value_name = "V")]
-        hint: Option<String>,
-    },
-    /// Add a version, make it active and write the file (existing versions
-    /// are kept; a name the file already has is refused).
-    Rotate {
-        /// The new version's name.
-        #[arg(long, value_name = "V")]
-        new_version: String,
-        /// Add the version without making it active (stage it; `activate`
-        /// switches to it later).
-        #[arg(long)]
-        no_activate: bool,
-        /// Read the password from the first line of stdin (default: random).
-        #[arg(long)]
-        password_stdin: bool,
-        /// The salt, as the Python package reads strings: hex, URL-safe
-        /// base64, or text (default: 16 random bytes). At least 8 bytes.
-        #[arg(long, value_name = "S")]
-        salt: Option<String>,
-        /// Accept a salt shorter than 8 bytes (weak; for keyrings made
-        /// elsewhere).
-        #[arg(long, requires = "salt")]
-        allow_short_salt: bool,
-    },
-    /// Make an existing version the active one.
-    Activate {
-        /// The version.
-        #[arg(value_name = "V")]
-        version: String,
-    },
-    /// Stop a version from decrypting; its key stays in the file.
-    Retire {
-        /// The version.
-        #[arg(value_name = "V")]
-        version: String,
-    },
-    /// Erase a version's key from the file for good, leaving its name as a
-    /// tombstone. Tokens made under it can never be decrypted again.
-    Destroy {
-        /// The version.
-        #[arg(value_name = "V")]
-        version: String,
-        /// Confirm that the key is to be erased for good.
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Re-encrypt tokens (one per line on stdin) under the active version,
-    /// keeping their timestamps: the same number of lines on stdout.
-    Rewrap,
-    /// Show the versions, the active one, iterations and activation times.
-    /// Never a secret.
-    Status,
-    /// Check the file's checksum and every salt hash.
-    Verify {
-        /// After a deliberate hand edit: record the file's new contents in
-        /// its checksum (saying which variable was added, where that can be
-        /// told). Never touches a keyring value.
-        #[arg(long)]
-        update_checksum: bool,
-    },
-    /// Print a random Fernet key.
-    Keygen,
-}
+use crate::args::{Cli, Command};
+use crate::keyring::{explain, keyring_name, load};
 
 /// Warnings, printed once the command has succeeded: a failure prints one
 /// `error:` line and nothing else.
 static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-fn warn(message: impl std::fmt::Display) {
+pub(crate) fn warn(message: impl std::fmt::Display) {
     WARNINGS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -203,7 +80,7 @@ fn one_line(e: &anyhow::Error) -> String {
 /// `rewrap`, which streams through a spool file.
 fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     match &cli.command {
-        Command::Init { version_name } => init(cli, version_name),
+        Command::Init { version_name } => manage::init(cli, version_name),
         Command::Encrypt => {
             let manager = load(cli)?;
             let plaintext = read_stdin()?;
@@ -231,7 +108,7 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             password_stdin,
             salt,
             allow_short_salt,
-        } => rotate(
+        } => manage::rotate(
             cli,
             new_version,
             !*no_activate,
@@ -277,9 +154,9 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             );
             Ok(())
         }
-        Command::Rewrap => rewrap(cli),
-        Command::Status => status(cli, out),
-        Command::Verify { update_checksum } => verify(cli, *update_checksum, out),
+        Command::Rewrap => crypt::rewrap(cli),
+        Command::Status => report::status(cli, out),
+        Command::Verify { update_checksum } => report::verify(cli, *update_checksum, out),
         Command::Keygen => {
             out.extend_from_slice(Key::generate().to_base64().as_bytes());
             out.push(b'\n');
@@ -288,379 +165,10 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     }
 }
 
-fn read_stdin() -> Result<Vec<u8>> {
+pub(crate) fn read_stdin() -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     std::io::stdin()
         .read_to_end(&mut buf)
         .context("cannot read stdin")?;
     Ok(buf)
-}
-
-/// The keyring's address: --keyring, else --from-env, else --env-file.
-fn keyring_url(cli: &Cli) -> String {
-    match (&cli.keyring, cli.from_env) {
-        (Some(url), _) => url.clone(),
-        (None, true) => "env:".to_owned(),
-        (None, false) => format!("file:{}", cli.env_file.display()),
-    }
-}
-
-fn keyring_store(cli: &Cli) -> Result<Arc<dyn KeyringStore>> {
-    Ok(secrets_manager::open_keyring(&keyring_url(cli))?)
-}
-
-/// A missing keyring file is the usual first stumble: say where it was
-/// looked for and how to make one.
-fn require_file(path: &std::path::Path) -> Result<()> {
-    if std::fs::symlink_metadata(path).is_err() {
-        let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        bail!(
-            "no keyring at {} (looked for {}): create one with `secrets-manager init`, or name yours with --keyring or --env-file",
-            path.display(),
-            shown.display()
-        );
-    }
-    Ok(())
-}
-
-fn load(cli: &Cli) -> Result<SecretsManager> {
-    let store = keyring_store(cli)?;
-    if let Source::File(path) = store.source() {
-        require_file(&path)?;
-    }
-    let builder = SecretsConfig::builder()
-        .kdf_iterations(cli.iterations)
-        .warning_callback(|w| warn(w))
-        .keyring_store(Arc::clone(&store), &Prefixes::default())?;
-    if let Source::File(path) = store.source() {
-        warn_if_readable(&path);
-    }
-    Ok(SecretsManager::new(builder.build()?)?)
-}
-
-/// A decryption failure, with a hint where a common cause fits: when no
-/// version opened a token and no version records its iteration count, a
-/// wrong `--iterations` derives wrong keys for all of them.
-fn explain(manager: &SecretsManager, e: secrets_manager::Error) -> anyhow::Error {
-    use secrets_manager::keystore::KeystoreError;
-    let all_failed = matches!(
-        e,
-        secrets_manager::Error::Keystore(KeystoreError::DecryptionFailed { .. })
-    );
-    let unrecorded = manager.version_info().is_ok_and(|infos| {
-        infos
-            .iter()
-            .any(|i| i.kind == Some(KeyKind::Password) && !i.iterations_recorded)
-    });
-    if all_failed && unrecorded {
-        anyhow::Error::new(e).context(
-            "no version opened the token; versions without a recorded iteration count are read with --iterations, and a wrong count is a common cause",
-        )
-    } else {
-        e.into()
-    }
-}
-
-/// The manager's keyring, for confirmations.
-fn keyring_name(manager: &SecretsManager) -> String {
-    manager
-        .keyring()
-        .map_or_else(|| "the keyring".to_owned(), |s| s.to_string())
-}
-
-/// Warns, as ssh does for keys, when others may read the keyring.
-fn warn_if_readable(path: &std::path::Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(meta) = std::fs::metadata(path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                warn(format_args!(
-                    "{} is readable by {} (mode {mode:04o}); its keys should be private: chmod 600 {}",
-                    path.display(),
-                    if mode & 0o007 != 0 {
-                        "others"
-                    } else {
-                        "its group"
-                    },
-                    path.display()
-                ));
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
-
-/// 32 random bytes as URL-safe base64: a generated password.
-fn random_password() -> String {
-    Key::generate().to_base64().to_string()
-}
-
-fn init(cli: &Cli, version: &str) -> Result<()> {
-    let store = keyring_store(cli)?;
-    let config = SecretsConfig::builder()
-        .key(version, random_password(), Salt::generate())
-        .activated_at(version, unix_time())
-        .kdf_iterations(cli.iterations)
-        .build()?;
-    let manager = SecretsManager::new(config)?;
-    // Refused, under the store's lock, if it already holds keys.
-    manager.create_keyring(store.as_ref())?;
-    eprintln!(
-        "created {} with version {} (active)",
-        store.source(),
-        manager.active_version()
-    );
-    Ok(())
-}
-
-/// The shortest salt accepted without `--allow-short-salt`.
-const MIN_SALT_LEN: usize = 8;
-
-/// Reads `--salt` as the Python package does, refusing short salts and
-/// saying on stderr when the text was not read as base64.
-fn parse_salt(text: &str, allow_short: bool) -> Result<Salt> {
-    let salt = Salt::from(text);
-    let form = if salt.as_bytes() == text.as_bytes() {
-        Some("UTF-8 text")
-    } else if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Some("hexadecimal")
-    } else {
-        None
-    };
-    if salt.len() < MIN_SALT_LEN && !allow_short {
-        bail!(
-            "--salt: {} bytes once read{}; a salt needs at least {MIN_SALT_LEN} (or pass --allow-short-salt)",
-            salt.len(),
-            form.map(|f| format!(" as {f}")).unwrap_or_default()
-        );
-    }
-    if let Some(form) = form {
-        warn(format_args!(
-            "--salt was read as {form} ({} bytes), not as base64; the Python package reads it the same way",
-            salt.len()
-        ));
-    }
-    Ok(salt)
-}
-
-fn rotate(
-    cli: &Cli,
-    version: &str,
-    activate: bool,
-    password_stdin: bool,
-    salt: Option<(&str, bool)>,
-) -> Result<()> {
-    let salt = salt
-        .map(|(text, allow_short)| parse_salt(text, allow_short))
-        .transpose()?;
-    let password = if password_stdin {
-        let mut line = String::new();
-        BufReader::new(std::io::stdin())
-            .read_line(&mut line)
-            .context("cannot read the password from stdin")?;
-        let line = line.trim_end_matches(['\n', '\r']).to_owned();
-        if line.is_empty() {
-            bail!("--password-stdin: the first line of stdin is empty");
-        }
-        line
-    } else {
-        random_password()
-    };
-    let manager = load(cli)?;
-    let mut rotation = manager
-        .rotate_to_new_version(version, password)
-        .activate(activate);
-    if let Some(salt) = salt {
-        rotation = rotation.salt(salt);
-    }
-    let version = rotation.apply()?;
-    if activate {
-        eprintln!("rotated to {version}; {} updated", keyring_name(&manager));
-    } else {
-        eprintln!(
-            "added {version} (not active; `activate {version}` switches to it); {} updated",
-            keyring_name(&manager)
-        );
-    }
-    Ok(())
-}
-
-/// Streams tokens through a spool file: constant memory, and stdout stays
-/// empty if any line fails.
-fn rewrap(cli: &Cli) -> Result<()> {
-    let manager = load(cli)?;
-    let mut spool = tempfile::tempfile().context("cannot create a temporary file")?;
-    {
-        let mut writer = std::io::BufWriter::new(&mut spool);
-        let stdin = std::io::stdin().lock();
-        for (n, line) in stdin.split(b'\n').enumerate() {
-            let line = line.context("cannot read stdin")?;
-            let token = line.trim_ascii();
-            let (_, fresh) = manager
-                .rotate_token(token)
-                .map_err(|e| explain(&manager, e))
-                .with_context(|| format!("line {}", n + 1))?;
-            writer.write_all(fresh.as_bytes())?;
-            writer.write_all(b"\n")?;
-        }
-        writer.flush().context("cannot write the temporary file")?;
-    }
-    spool.rewind()?;
-    let mut stdout = std::io::stdout().lock();
-    std::io::copy(&mut spool, &mut stdout).context("cannot write to stdout")?;
-    stdout.flush()?;
-    Ok(())
-}
-
-/// An activation time as local date and time (`-` when unknown).
-fn describe_time(t: Option<u64>) -> String {
-    let Some(t) = t else {
-        return "-".to_owned();
-    };
-    let zoned = i64::try_from(t)
-        .ok()
-        .and_then(|t| jiff::Timestamp::from_second(t).ok())
-        .map(|ts| ts.to_zoned_datetime(jiff::tz::TimeZone::system()));
-    match zoned {
-        Some(z) => z.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
-        None => format!("{t} (unix seconds)"),
-    }
-}
-
-/// `s2` before `s13`: digit runs compare as numbers.
-fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn chunks(s: &str) -> Vec<(bool, &str)> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        let bytes = s.as_bytes();
-        for i in 1..=bytes.len() {
-            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
-                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
-                start = i;
-            }
-        }
-        out
-    }
-    let (ca, cb) = (chunks(a), chunks(b));
-    for ((da, xa), (db, xb)) in ca.iter().zip(&cb) {
-        let ord = if *da && *db {
-            let (ta, tb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
-            ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb))
-        } else {
-            xa.cmp(xb)
-        };
-        if ord.is_ne() {
-            return ord;
-        }
-    }
-    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
-}
-
-fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
-    let manager = load(cli)?;
-    writeln!(out, "keyring: {}", keyring_name(&manager))?;
-    writeln!(out, "active: {}", manager.active_version())?;
-    writeln!(
-        out,
-        "{:<24} {:<7} {:<9} {:<9} {:>10}  activated_at",
-        "version", "active", "state", "kind", "iterations"
-    )?;
-    // By activation (unknown first, as the oldest), then natural order.
-    let mut infos = manager.version_info()?;
-    infos.sort_by(|a, b| {
-        a.activated_at
-            .cmp(&b.activated_at)
-            .then_with(|| natural_cmp(a.version.as_str(), b.version.as_str()))
-    });
-    for info in infos {
-        let state = match info.state {
-            VersionState::Usable => "usable",
-            VersionState::Retired => "retired",
-            VersionState::Destroyed => "destroyed",
-            _ => "?",
-        };
-        writeln!(
-            out,
-            "{:<24} {:<7} {state:<9} {:<9} {:>10}  {}",
-            info.version.as_str(),
-            if info.active { "*" } else { "" },
-            match info.kind {
-                Some(KeyKind::Fernet) => "fernet",
-                Some(_) => "password",
-                None => "-",
-            },
-            info.iterations
-                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
-            describe_time(info.activated_at),
-        )?;
-    }
-    Ok(())
-}
-
-fn verify(cli: &Cli, update_checksum: bool, out: &mut Vec<u8>) -> Result<()> {
-    let path = match keyring_store(cli)?.source() {
-        Source::File(path) => path,
-        other => bail!("verify checks a file's checksum and salt hashes; {other} is not a file"),
-    };
-    let path = &path;
-    require_file(path)?;
-    let prefixes = Prefixes::default();
-    if update_checksum {
-        let refresh = persist::refresh_checksum(path, &prefixes)?;
-        for w in &refresh.warnings {
-            warn(w);
-        }
-        if !refresh.written {
-            eprintln!("{}: the checksum already matches", path.display());
-        } else if !refresh.had_checksum {
-            eprintln!("{}: checksum added", path.display());
-        } else if refresh.added.is_empty() {
-            eprintln!(
-                "{}: checksum updated; which variables changed cannot be told (a value was edited, or a variable removed)",
-                path.display()
-            );
-        } else {
-            eprintln!(
-                "{}: checksum updated; added since it was written: {}",
-                path.display(),
-                refresh.added.join(", ")
-            );
-        }
-    }
-    // Reading verifies the file's syntax and its checksum, when present.
-    let values = persist::dotenv_values(path)?;
-    let keyring = persist::read_keyring(path, &prefixes)?;
-    let has_checksum = values.iter().any(|(name, _)| *name == prefixes.checksum);
-    let mut hashes = 0;
-    for v in keyring.versions() {
-        if let Some(StoredKey::Password {
-            salt,
-            salt_hash: Some(hash),
-            ..
-        }) = &v.key
-        {
-            if !Salt::from(salt.as_str()).matches_hash(hash) {
-                bail!(
-                    "{}: salt integrity check failed for version {}",
-                    path.display(),
-                    v.name
-                );
-            }
-            hashes += 1;
-        }
-    }
-    writeln!(
-        out,
-        "ok: {}; {} version(s), {hashes} salt hash(es) verified",
-        if has_checksum {
-            "checksum verified"
-        } else {
-            "no checksum in file"
-        },
-        keyring.versions().len(),
-    )?;
-    Ok(())
 }
