@@ -2,14 +2,28 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Keep application secrets encrypted; rotate keys without downtime.
 ///
 /// Keys live in a `.env` keyring file that the Python SecretsManager also
 /// reads and writes. Tokens are Fernet tokens.
 #[derive(Debug, Parser)]
-#[command(name = "secrets-manager", version, about, long_about = None, args_override_self = true)]
+#[command(
+    name = "secrets-manager",
+    version,
+    about,
+    long_about = None,
+    args_override_self = true,
+    after_help = "Examples:
+  secrets-manager init
+  echo -n 's3cr3t' | secrets-manager encrypt > token
+  secrets-manager decrypt < token
+  secrets-manager rotate --new-version v2
+  secrets-manager --keyring file:/etc/app/.env.secrets status
+
+Exit status: 0 on success, 1 when the operation failed, 2 for usage errors."
+)]
 pub(crate) struct Cli {
     /// Where the keyring lives: a path or `file:PATH`, `env:` (the process
     /// environment), or `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`. Takes
@@ -37,6 +51,13 @@ pub(crate) struct Cli {
     /// PBKDF2 iterations for versions that do not record their own.
     #[arg(long, global = true, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) iterations: u32,
+    /// Print no confirmations (errors and warnings still go to stderr).
+    #[arg(long, short, global = true)]
+    pub(crate) quiet: bool,
+    /// Append one JSON line per audit event (time, event, version, process,
+    /// user, keyring; never a secret) to this file, or `-` for stderr.
+    #[arg(long, global = true, value_name = "PATH|-")]
+    pub(crate) audit_log: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -46,6 +67,11 @@ pub(crate) enum Command {
     /// Create the keyring file with one version: a random password and salt.
     ///
     /// The file gets mode 0600. A file that already holds keys is refused.
+    #[command(after_help = "Examples:
+  secrets-manager init                          # random password, random salt
+  secrets-manager init --name prod-2026
+  secrets-manager init --password-stdin          # at a terminal: asked twice, no echo
+  secrets-manager init --password-file /run/secrets/keyring-password")]
     Init {
         /// The version's name.
         #[arg(
@@ -55,12 +81,21 @@ pub(crate) enum Command {
             value_name = "V"
         )]
         version_name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
     /// Encrypt stdin (any bytes) under the active version: one token and a
     /// newline on stdout.
+    #[command(after_help = "Examples:
+  echo -n 's3cr3t' | secrets-manager encrypt > token
+  secrets-manager encrypt < photo.jpg > photo.token")]
     Encrypt,
     /// Decrypt one token from stdin (surrounding whitespace ignored): the
     /// exact plaintext bytes on stdout.
+    #[command(after_help = "Examples:
+  secrets-manager decrypt < token
+  secrets-manager decrypt --ttl 3600 --hint v2 < token
+  secrets-manager decrypt --force < photo.token > photo.jpg")]
     Decrypt {
         /// Refuse tokens older than this many seconds.
         #[arg(long, value_name = "SECS")]
@@ -68,9 +103,17 @@ pub(crate) enum Command {
         /// Try this version first.
         #[arg(long, value_name = "V")]
         hint: Option<String>,
+        /// Write plaintext that is not UTF-8 text to a terminal anyway.
+        #[arg(long)]
+        force: bool,
     },
-    /// Add a version, make it active and write the file (existing versions
-    /// are kept; a name the file already has is refused).
+    /// Add a version, make it active and write the keyring (existing
+    /// versions are kept; a name the keyring already has is refused).
+    #[command(after_help = "Examples:
+  secrets-manager rotate --new-version v2                 # random password and salt
+  secrets-manager rotate --new-version v3 --no-activate   # stage, then `activate v3`
+  secrets-manager rotate --new-version v4 --password-file pw.txt --salt c2FsdHNhbHRzYWx0
+  secrets-manager keygen | secrets-manager rotate --new-version raw1 --fernet-key-stdin")]
     Rotate {
         /// The new version's name.
         #[arg(long, value_name = "V")]
@@ -79,9 +122,12 @@ pub(crate) enum Command {
         /// switches to it later).
         #[arg(long)]
         no_activate: bool,
-        /// Read the password from the first line of stdin (default: random).
-        #[arg(long)]
-        password_stdin: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// The new version is a raw Fernet key (as `keygen` prints) read
+        /// from stdin, instead of a password and salt.
+        #[arg(long, conflicts_with_all = ["password_stdin", "password_file", "password_fd", "salt"])]
+        fernet_key_stdin: bool,
         /// The salt, as the Python package reads strings: hex, URL-safe
         /// base64, or text (default: 16 random bytes). At least 8 bytes.
         #[arg(long, value_name = "S")]
@@ -92,19 +138,25 @@ pub(crate) enum Command {
         allow_short_salt: bool,
     },
     /// Make an existing version the active one.
+    #[command(after_help = "Example:
+  secrets-manager activate v3")]
     Activate {
         /// The version.
         #[arg(value_name = "V")]
         version: String,
     },
-    /// Stop a version from decrypting; its key stays in the file.
+    /// Stop a version from decrypting; its key stays in the keyring.
+    #[command(after_help = "Example:
+  secrets-manager retire v1")]
     Retire {
         /// The version.
         #[arg(value_name = "V")]
         version: String,
     },
-    /// Erase a version's key from the file for good, leaving its name as a
-    /// tombstone. Tokens made under it can never be decrypted again.
+    /// Erase a version's key from the keyring for good, leaving its name as
+    /// a tombstone. Tokens made under it can never be decrypted again.
+    #[command(after_help = "Example:
+  secrets-manager destroy v1 --yes")]
     Destroy {
         /// The version.
         #[arg(value_name = "V")]
@@ -115,18 +167,81 @@ pub(crate) enum Command {
     },
     /// Re-encrypt tokens (one per line on stdin) under the active version,
     /// keeping their timestamps: the same number of lines on stdout.
-    Rewrap,
+    #[command(after_help = "Examples:
+  secrets-manager rewrap < tokens.txt > fresh.txt
+  secrets-manager rewrap --keep-going < tokens.txt > fresh.txt   # report every bad line")]
+    Rewrap {
+        /// Go on past lines that fail: report each by number, pass it
+        /// through unchanged, and exit 1 at the end.
+        #[arg(long)]
+        keep_going: bool,
+    },
     /// Show the versions, the active one, iterations and activation times.
     /// Never a secret.
-    Status,
+    #[command(after_help = "Examples:
+  secrets-manager status
+  secrets-manager status --json | jq '.versions[] | select(.state == \"usable\") | .version'")]
+    Status {
+        /// Machine-readable output (see the README for the schema).
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the file's checksum and every salt hash.
+    #[command(after_help = "Examples:
+  secrets-manager verify
+  secrets-manager verify --update-checksum   # after a deliberate hand edit")]
     Verify {
         /// After a deliberate hand edit: record the file's new contents in
         /// its checksum (saying which variable was added, where that can be
         /// told). Never touches a keyring value.
         #[arg(long)]
         update_checksum: bool,
+        /// Machine-readable output (see the README for the schema).
+        #[arg(long)]
+        json: bool,
     },
     /// Print a random Fernet key.
+    #[command(after_help = "Example:
+  secrets-manager keygen > fernet.key")]
     Keygen,
+    /// Print shell completions.
+    #[command(after_help = "Examples:
+  secrets-manager completions bash > /etc/bash_completion.d/secrets-manager
+  secrets-manager completions zsh > \"${fpath[1]}/_secrets-manager\"
+  secrets-manager completions fish > ~/.config/fish/completions/secrets-manager.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// Where a new version's password comes from (by default: 32 random bytes).
+/// Never from the command line, where other users can see it.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub(crate) struct PasswordArgs {
+    /// Read the password from stdin: asked twice without echo at a
+    /// terminal, else the first line.
+    #[arg(long)]
+    pub(crate) password_stdin: bool,
+    /// Read the password from the first line of this file.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// Read the password from the first line of this open file descriptor.
+    #[arg(long, value_name = "N")]
+    pub(crate) password_fd: Option<u32>,
+}
+
+/// Shells `completions` knows.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
+    /// PowerShell.
+    Powershell,
 }

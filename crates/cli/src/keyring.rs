@@ -37,15 +37,34 @@ pub(crate) fn require_file(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// The `--audit-log` sink as a callback, if asked for.
+pub(crate) fn audit_callback(
+    cli: &Cli,
+    keyring: &str,
+) -> Result<Option<impl Fn(&secrets_manager::AuditEvent) + Send + Sync + 'static>> {
+    let Some(path) = &cli.audit_log else {
+        return Ok(None);
+    };
+    let log = if path.as_os_str() == "-" {
+        secrets_manager::AuditLog::stderr(keyring)
+    } else {
+        secrets_manager::AuditLog::open(path, keyring)?
+    };
+    Ok(Some(log.callback()))
+}
+
 pub(crate) fn load(cli: &Cli) -> Result<SecretsManager> {
     let store = keyring_store(cli)?;
     if let Source::File(path) = store.source() {
         require_file(&path)?;
     }
-    let builder = SecretsConfig::builder()
+    let mut builder = SecretsConfig::builder()
         .kdf_iterations(cli.iterations)
-        .warning_callback(|w| warn(w))
-        .keyring_store(Arc::clone(&store), &Prefixes::default())?;
+        .warning_callback(|w| warn(w));
+    if let Some(callback) = audit_callback(cli, &store.source().to_string())? {
+        builder = builder.audit_callback(callback);
+    }
+    let builder = builder.keyring_store(Arc::clone(&store), &Prefixes::default())?;
     if let Source::File(path) = store.source() {
         warn_if_readable(&path);
     }

@@ -13,14 +13,14 @@ mod report;
 
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Parser as _;
 use secrets_manager::fernet::Key;
+use secrets_manager::zeroize::Zeroizing;
 
 use crate::args::{Cli, Command};
-use crate::keyring::{explain, keyring_name, load};
+use crate::keyring::{keyring_name, load};
 
 /// Warnings, printed once the command has succeeded: a failure prints one
 /// `error:` line and nothing else.
@@ -33,11 +33,21 @@ pub(crate) fn warn(message: impl std::fmt::Display) {
         .push(format!("warning: {message}"));
 }
 
+/// What a successful command prints on stdout (secrets included, so it is
+/// zeroized once written).
+pub(crate) type Output = Zeroizing<Vec<u8>>;
+
+/// A confirmation on stderr, unless `--quiet`.
+pub(crate) fn say(cli: &Cli, message: impl std::fmt::Display) {
+    if !cli.quiet {
+        eprintln!("{message}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut out = Vec::new();
-    match run(&cli, &mut out) {
-        Ok(()) => {
+    match run(&cli) {
+        Ok(out) => {
             for w in WARNINGS
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -46,12 +56,18 @@ fn main() -> ExitCode {
                 eprintln!("{w}");
             }
             let mut stdout = std::io::stdout().lock();
-            if let Err(e) = stdout.write_all(&out).and_then(|()| stdout.flush()) {
-                eprintln!("error: cannot write to stdout: {e}");
-                return ExitCode::FAILURE;
+            match stdout.write_all(&out).and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                // A reader that went away (`| head -1`): end quietly, as
+                // Unix filters do.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write to stdout: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            ExitCode::SUCCESS
         }
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
@@ -59,9 +75,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the error is stdout's reader having gone away.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// The error and its causes on one line, skipping a cause the message
 /// before it already quotes.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
@@ -76,64 +101,60 @@ fn one_line(e: &anyhow::Error) -> String {
     line.replace(['\n', '\r'], " ")
 }
 
-/// Runs a command. Output goes to `out` (printed only on success), except
-/// `rewrap`, which streams through a spool file.
-fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
+/// Runs a command; what it returns is printed on stdout once it has
+/// succeeded (`rewrap` streams instead).
+fn run(cli: &Cli) -> Result<Output> {
+    let none = || Ok(Output::default());
     match &cli.command {
-        Command::Init { version_name } => manage::init(cli, version_name),
-        Command::Encrypt => {
-            let manager = load(cli)?;
-            let plaintext = read_stdin()?;
-            let (_, token) = manager.encrypt(&plaintext)?;
-            out.extend_from_slice(token.as_bytes());
-            out.push(b'\n');
-            Ok(())
-        }
-        Command::Decrypt { ttl, hint } => {
-            let manager = load(cli)?;
-            let input = read_stdin()?;
-            let token = input.trim_ascii();
-            let (_, plaintext) = match (ttl, hint) {
-                (Some(secs), _) => manager.decrypt_with_ttl(token, Duration::from_secs(*secs)),
-                (None, Some(h)) => manager.decrypt_with_hint(token, h),
-                (None, None) => manager.decrypt(token),
-            }
-            .map_err(|e| explain(&manager, e))?;
-            out.extend_from_slice(&plaintext);
-            Ok(())
-        }
+        Command::Init {
+            version_name,
+            password,
+        } => manage::init(cli, version_name, password).and_then(|()| none()),
+        Command::Encrypt => crypt::encrypt(cli),
+        Command::Decrypt { ttl, hint, force } => crypt::decrypt(cli, *ttl, hint.as_deref(), *force),
         Command::Rotate {
             new_version,
             no_activate,
-            password_stdin,
+            password,
+            fernet_key_stdin,
             salt,
             allow_short_salt,
         } => manage::rotate(
             cli,
-            new_version,
-            !*no_activate,
-            *password_stdin,
-            salt.as_deref().map(|s| (s, *allow_short_salt)),
-        ),
+            &manage::NewVersion {
+                name: new_version,
+                activate: !*no_activate,
+                password,
+                fernet_key_stdin: *fernet_key_stdin,
+                salt: salt.as_deref().map(|s| (s, *allow_short_salt)),
+            },
+        )
+        .and_then(|()| none()),
         Command::Activate { version } => {
             let manager = load(cli)?;
             manager.activate_version(version)?;
-            eprintln!(
-                "{} is now the active version in {}",
-                version.to_ascii_lowercase(),
-                keyring_name(&manager)
+            say(
+                cli,
+                format_args!(
+                    "{} is now the active version in {}",
+                    version.to_ascii_lowercase(),
+                    keyring_name(&manager)
+                ),
             );
-            Ok(())
+            none()
         }
         Command::Retire { version } => {
             let manager = load(cli)?;
             manager.retire_version(version)?;
-            eprintln!(
-                "retired {} in {}",
-                version.to_ascii_lowercase(),
-                keyring_name(&manager)
+            say(
+                cli,
+                format_args!(
+                    "retired {} in {}",
+                    version.to_ascii_lowercase(),
+                    keyring_name(&manager)
+                ),
             );
-            Ok(())
+            none()
         }
         Command::Destroy { version, yes } => {
             if !*yes {
@@ -147,26 +168,45 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             }
             let manager = load(cli)?;
             manager.destroy_version(version)?;
-            eprintln!(
-                "destroyed {}: its key is erased from {}",
-                version.to_ascii_lowercase(),
-                keyring_name(&manager)
+            say(
+                cli,
+                format_args!(
+                    "destroyed {}: its key is erased from {}",
+                    version.to_ascii_lowercase(),
+                    keyring_name(&manager)
+                ),
             );
-            Ok(())
+            none()
         }
-        Command::Rewrap => crypt::rewrap(cli),
-        Command::Status => report::status(cli, out),
-        Command::Verify { update_checksum } => report::verify(cli, *update_checksum, out),
+        Command::Rewrap { keep_going } => crypt::rewrap(cli, *keep_going).and_then(|()| none()),
+        Command::Status { json } => report::status(cli, *json),
+        Command::Verify {
+            update_checksum,
+            json,
+        } => report::verify(cli, *update_checksum, *json),
         Command::Keygen => {
-            out.extend_from_slice(Key::generate().to_base64().as_bytes());
+            let mut out = Output::new(Key::generate().to_base64().as_bytes().to_vec());
             out.push(b'\n');
-            Ok(())
+            Ok(out)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut out = Vec::new();
+            let shell = match shell {
+                args::Shell::Bash => clap_complete::Shell::Bash,
+                args::Shell::Zsh => clap_complete::Shell::Zsh,
+                args::Shell::Fish => clap_complete::Shell::Fish,
+                args::Shell::Powershell => clap_complete::Shell::PowerShell,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "secrets-manager", &mut out);
+            Ok(Output::new(out))
         }
     }
 }
 
-pub(crate) fn read_stdin() -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
+/// All of stdin, in a buffer zeroized when dropped (it may be plaintext).
+pub(crate) fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::new());
     std::io::stdin()
         .read_to_end(&mut buf)
         .context("cannot read stdin")?;

@@ -9,7 +9,7 @@ use secrets_manager::persist::{self, Prefixes, Source, StoredKey};
 
 use crate::args::Cli;
 use crate::keyring::{keyring_name, keyring_store, load, require_file};
-use crate::warn;
+use crate::{Output, say, warn};
 
 /// An activation time as local date and time (`-` when unknown).
 pub(crate) fn describe_time(t: Option<u64>) -> String {
@@ -55,15 +55,34 @@ pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
 }
 
-pub(crate) fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
+/// The state's name in text and JSON.
+fn state_name(state: VersionState) -> &'static str {
+    match state {
+        VersionState::Usable => "usable",
+        VersionState::Retired => "retired",
+        VersionState::Destroyed => "destroyed",
+        _ => "unknown",
+    }
+}
+
+fn kind_name(kind: Option<KeyKind>) -> Option<&'static str> {
+    match kind {
+        Some(KeyKind::Fernet) => Some("fernet"),
+        Some(_) => Some("password"),
+        None => None,
+    }
+}
+
+/// RFC 3339 in UTC.
+fn rfc3339(t: u64) -> Option<String> {
+    i64::try_from(t)
+        .ok()
+        .and_then(|t| jiff::Timestamp::from_second(t).ok())
+        .map(|ts| ts.to_string())
+}
+
+pub(crate) fn status(cli: &Cli, json: bool) -> Result<Output> {
     let manager = load(cli)?;
-    writeln!(out, "keyring: {}", keyring_name(&manager))?;
-    writeln!(out, "active: {}", manager.active_version())?;
-    writeln!(
-        out,
-        "{:<24} {:<7} {:<9} {:<9} {:>10}  activated_at",
-        "version", "active", "state", "kind", "iterations"
-    )?;
     // By activation (unknown first, as the oldest), then natural order.
     let mut infos = manager.version_info()?;
     infos.sort_by(|a, b| {
@@ -71,32 +90,57 @@ pub(crate) fn status(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             .cmp(&b.activated_at)
             .then_with(|| natural_cmp(a.version.as_str(), b.version.as_str()))
     });
+    let mut out = Output::default();
+    if json {
+        let versions: Vec<serde_json::Value> = infos
+            .iter()
+            .map(|info| {
+                serde_json::json!({
+                    "version": info.version.as_str(),
+                    "active": info.active,
+                    "state": state_name(info.state),
+                    "kind": kind_name(info.kind),
+                    "iterations": info.iterations,
+                    "iterations_recorded": info.iterations_recorded,
+                    "activated_at": info.activated_at.and_then(rfc3339),
+                    "activated_at_unix": info.activated_at,
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "schema": 1,
+            "keyring": keyring_name(&manager),
+            "active": manager.active_version().as_str(),
+            "versions": versions,
+        });
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        out.push(b'\n');
+        return Ok(out);
+    }
+    writeln!(out, "keyring: {}", keyring_name(&manager))?;
+    writeln!(out, "active: {}", manager.active_version())?;
+    writeln!(
+        out,
+        "{:<24} {:<7} {:<9} {:<9} {:>10}  activated_at",
+        "version", "active", "state", "kind", "iterations"
+    )?;
     for info in infos {
-        let state = match info.state {
-            VersionState::Usable => "usable",
-            VersionState::Retired => "retired",
-            VersionState::Destroyed => "destroyed",
-            _ => "?",
-        };
         writeln!(
             out,
-            "{:<24} {:<7} {state:<9} {:<9} {:>10}  {}",
+            "{:<24} {:<7} {:<9} {:<9} {:>10}  {}",
             info.version.as_str(),
             if info.active { "*" } else { "" },
-            match info.kind {
-                Some(KeyKind::Fernet) => "fernet",
-                Some(_) => "password",
-                None => "-",
-            },
+            state_name(info.state),
+            kind_name(info.kind).unwrap_or("-"),
             info.iterations
                 .map_or_else(|| "-".to_owned(), |n| n.to_string()),
             describe_time(info.activated_at),
         )?;
     }
-    Ok(())
+    Ok(out)
 }
 
-pub(crate) fn verify(cli: &Cli, update_checksum: bool, out: &mut Vec<u8>) -> Result<()> {
+pub(crate) fn verify(cli: &Cli, update_checksum: bool, json: bool) -> Result<Output> {
     let path = match keyring_store(cli)?.source() {
         Source::File(path) => path,
         other => bail!("verify checks a file's checksum and salt hashes; {other} is not a file"),
@@ -109,20 +153,25 @@ pub(crate) fn verify(cli: &Cli, update_checksum: bool, out: &mut Vec<u8>) -> Res
         for w in &refresh.warnings {
             warn(w);
         }
+        let shown = path.display();
         if !refresh.written {
-            eprintln!("{}: the checksum already matches", path.display());
+            say(cli, format_args!("{shown}: the checksum already matches"));
         } else if !refresh.had_checksum {
-            eprintln!("{}: checksum added", path.display());
+            say(cli, format_args!("{shown}: checksum added"));
         } else if refresh.added.is_empty() {
-            eprintln!(
-                "{}: checksum updated; which variables changed cannot be told (a value was edited, or a variable removed)",
-                path.display()
+            say(
+                cli,
+                format_args!(
+                    "{shown}: checksum updated; which variables changed cannot be told (a value was edited, or a variable removed)"
+                ),
             );
         } else {
-            eprintln!(
-                "{}: checksum updated; added since it was written: {}",
-                path.display(),
-                refresh.added.join(", ")
+            say(
+                cli,
+                format_args!(
+                    "{shown}: checksum updated; added since it was written: {}",
+                    refresh.added.join(", ")
+                ),
             );
         }
     }
@@ -148,6 +197,20 @@ pub(crate) fn verify(cli: &Cli, update_checksum: bool, out: &mut Vec<u8>) -> Res
             hashes += 1;
         }
     }
+    let mut out = Output::default();
+    if json {
+        let doc = serde_json::json!({
+            "schema": 1,
+            "keyring": path.display().to_string(),
+            "ok": true,
+            "checksum": if has_checksum { "verified" } else { "absent" },
+            "versions": keyring.versions().len(),
+            "salt_hashes_verified": hashes,
+        });
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        out.push(b'\n');
+        return Ok(out);
+    }
     writeln!(
         out,
         "ok: {}; {} version(s), {hashes} salt hash(es) verified",
@@ -158,5 +221,5 @@ pub(crate) fn verify(cli: &Cli, update_checksum: bool, out: &mut Vec<u8>) -> Res
         },
         keyring.versions().len(),
     )?;
-    Ok(())
+    Ok(out)
 }

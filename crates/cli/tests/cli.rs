@@ -974,3 +974,481 @@ fn a_failure_with_unrecorded_iterations_points_at_the_iteration_count() {
     let err = other.fails(&["decrypt"], &token, 1);
     assert!(!err.contains("--iterations"), "{err}");
 }
+
+// Everyday use: output people and scripts can use, passwords, audit.
+
+#[test]
+fn quiet_silences_confirmations_but_not_errors() {
+    let env = Env::new();
+    let out = env.cmd(&["--quiet", "init"]).output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = env
+        .cmd(&["-q", "rotate", "--new-version", "v2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        stderr_of(&out)
+    );
+    let err = env.fails(&["-q", "rotate", "--new-version", "v2"], b"", 1);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn status_and_verify_speak_json() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    env.ok(&["rotate", "--new-version", "v2", "--no-activate"], b"");
+    env.ok(&["retire", "v2"], b"");
+    let status: serde_json::Value =
+        serde_json::from_slice(&env.ok(&["status", "--json"], b"")).unwrap();
+    assert_eq!(status["schema"], 1);
+    assert_eq!(status["active"], "v1");
+    let versions = status["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    // Unknown activation first: the staged v2, then v1.
+    assert_eq!(versions[0]["version"], "v2");
+    let v1 = &versions[1];
+    assert_eq!(v1["version"], "v1");
+    assert_eq!(v1["state"], "usable");
+    assert_eq!(v1["kind"], "password");
+    assert_eq!(v1["iterations"], 1000);
+    assert_eq!(v1["iterations_recorded"], true);
+    let at = v1["activated_at"].as_str().unwrap();
+    assert!(at.ends_with('Z') && at.len() == 20, "{at}");
+    assert!(v1["activated_at_unix"].as_u64().is_some());
+    assert_eq!(versions[0]["state"], "retired");
+    assert!(versions[0]["activated_at"].is_null());
+    // Never a secret.
+    let text = std::fs::read_to_string(env.file()).unwrap();
+    for secret in secrets_in(&env.file()) {
+        assert!(!status.to_string().contains(&secret));
+    }
+    let verify: serde_json::Value =
+        serde_json::from_slice(&env.ok(&["verify", "--json"], b"")).unwrap();
+    assert_eq!(verify["ok"], true);
+    assert_eq!(verify["checksum"], "verified");
+    assert_eq!(verify["versions"], 2);
+    assert_eq!(verify["salt_hashes_verified"], 2);
+    assert!(!text.is_empty());
+}
+
+#[test]
+fn passwords_come_from_files_and_descriptors_never_argv() {
+    let env = Env::new();
+    let pw = env.dir.path().join("pw.txt");
+    std::fs::write(&pw, "SENTINEL-FILE-PW\nignored\n").unwrap();
+    env.ok(&["init", "--password-file", pw.to_str().unwrap()], b"");
+    assert_eq!(secrets_in(&env.file())[0], "SENTINEL-FILE-PW");
+    // A descriptor the caller opened (here by the shell, as fd 3).
+    let out = std::process::Command::new("bash")
+        .current_dir(env.dir.path())
+        .env_remove("SECRETS_MANAGER_ENV_FILE")
+        .arg("-c")
+        .arg(format!(
+            "{} --iterations 1000 rotate --new-version v2 --password-fd 3 3<<<'SENTINEL-FD-PW'",
+            assert_cmd::cargo::cargo_bin("secrets-manager").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(secrets_in(&env.file()).contains(&"SENTINEL-FD-PW".to_owned()));
+    let err = env.fails(
+        &["rotate", "--new-version", "v3", "--password-fd", "97"],
+        b"",
+        1,
+    );
+    assert!(err.contains("file descriptor 97"), "{err}");
+    std::fs::write(&pw, "\n").unwrap();
+    let err = env.fails(
+        &[
+            "rotate",
+            "--new-version",
+            "v3",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+        b"",
+        1,
+    );
+    assert!(err.contains("empty") && !err.contains("SENTINEL"), "{err}");
+    // Two sources at once is a usage error.
+    env.fails(
+        &[
+            "rotate",
+            "--new-version",
+            "v3",
+            "--password-stdin",
+            "--password-fd",
+            "0",
+        ],
+        b"",
+        2,
+    );
+    // There is no flag that takes the password itself.
+    env.fails(
+        &["rotate", "--new-version", "v3", "--password", "x"],
+        b"",
+        2,
+    );
+}
+
+#[test]
+fn a_raw_fernet_key_can_be_added_from_stdin() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let key = env.ok(&["keygen"], b"");
+    env.ok(
+        &["rotate", "--new-version", "raw", "--fernet-key-stdin"],
+        &key,
+    );
+    let token = env.ok(&["encrypt"], b"under a raw key");
+    let expected = secrets_manager::fernet::Fernet::new(
+        &secrets_manager::fernet::Key::from_base64(std::str::from_utf8(&key).unwrap().trim())
+            .unwrap(),
+    );
+    assert_eq!(
+        &*expected.decrypt(token.trim_ascii()).unwrap(),
+        b"under a raw key"
+    );
+    let err = env.fails(
+        &["rotate", "--new-version", "bad", "--fernet-key-stdin"],
+        b"not a key\n",
+        1,
+    );
+    assert!(err.contains("bad") && !err.contains("not a key"), "{err}");
+    env.fails(
+        &[
+            "rotate",
+            "--new-version",
+            "x",
+            "--fernet-key-stdin",
+            "--salt",
+            "c2FsdHNhbHRzYWx0",
+        ],
+        &key,
+        2,
+    );
+}
+
+#[test]
+fn rewrap_keeps_going_when_asked_and_sums_up() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let old = env.ok(&["encrypt"], b"old");
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    let new = env.ok(&["encrypt"], b"new");
+    let input = [&old[..], b"garbage\n", &new[..], b"also bad\n"].concat();
+    let out = env
+        .cmd(&["rewrap", "--keep-going"])
+        .write_stdin(input.clone())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.contains("line 2") && err.contains("line 4"), "{err}");
+    assert!(
+        err.contains("1 rewrapped, 1 already current, 2 failed"),
+        "{err}"
+    );
+    let lines: Vec<&[u8]> = out.stdout.split(|&b| b == b'\n').collect();
+    assert_eq!(lines.len(), 5, "four lines and the final newline");
+    assert_eq!(lines[1], b"garbage");
+    assert_eq!(lines[2], new.trim_ascii(), "a current token passes through");
+    assert_eq!(env.manager().decrypt(lines[0]).unwrap().0, "v2");
+    // Without --keep-going, the first failure stops it and prints nothing.
+    let out = env.cmd(&["rewrap"]).write_stdin(input).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(stderr_of(&out).contains("line 2"));
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let token = env.ok(&["encrypt"], b"x");
+    std::fs::write(env.dir.path().join("tokens.txt"), token.repeat(20_000)).unwrap();
+    let out = std::process::Command::new("bash")
+        .current_dir(env.dir.path())
+        .env_remove("SECRETS_MANAGER_ENV_FILE")
+        .arg("-c")
+        .arg(format!(
+            "{bin} --iterations 1000 rewrap < tokens.txt | head -1 > /dev/null; echo \"status=${{PIPESTATUS[0]}}\"",
+            bin = assert_cmd::cargo::cargo_bin("secrets-manager").display()
+        ))
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(!err.contains("error"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "status=0");
+}
+
+#[test]
+fn completions_for_every_shell() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = String::from_utf8(env.ok(&["completions", shell], b"")).unwrap();
+        assert!(
+            out.contains("rotate") && out.contains("new-version"),
+            "{shell}"
+        );
+    }
+    env.fails(&["completions", "tcsh"], b"", 2);
+}
+
+#[test]
+fn the_audit_log_records_every_operation_and_no_secret() {
+    let env = Env::new();
+    let log = env.dir.path().join("audit.jsonl");
+    let log_arg = log.to_str().unwrap();
+    let pw = env.dir.path().join("pw.txt");
+    std::fs::write(&pw, "SENTINEL-AUDIT-PW\n").unwrap();
+    let pw_arg = pw.to_str().unwrap();
+    env.ok(
+        &["--audit-log", log_arg, "init", "--password-file", pw_arg],
+        b"",
+    );
+    let token = env.ok(&["--audit-log", log_arg, "encrypt"], b"SENTINEL-PLAINTEXT");
+    env.ok(&["--audit-log", log_arg, "decrypt"], &token);
+    env.ok(
+        &[
+            "--audit-log",
+            log_arg,
+            "rotate",
+            "--new-version",
+            "v2",
+            "--no-activate",
+            "--password-file",
+            pw_arg,
+        ],
+        b"",
+    );
+    env.ok(&["--audit-log", log_arg, "activate", "v2"], b"");
+    env.ok(&["--audit-log", log_arg, "retire", "v1"], b"");
+    env.ok(&["--audit-log", log_arg, "destroy", "v1", "--yes"], b"");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("SENTINEL"), "{text}");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "encryption",
+            "decryption",
+            "version_added",
+            "activation",
+            "retirement",
+            "destruction"
+        ]
+    );
+    for e in &events {
+        assert!(e["time"].as_str().unwrap().ends_with('Z'));
+        assert!(e["pid"].as_u64().is_some() && e["user"].is_string());
+        assert_eq!(e["keyring"], ".env.secrets");
+    }
+    assert_eq!(events[5]["version"], "v1");
+    // `-` is stderr.
+    let out = env
+        .cmd(&["--audit-log", "-", "encrypt"])
+        .write_stdin("x")
+        .output()
+        .unwrap();
+    assert!(
+        stderr_of(&out).contains("\"event\":\"encryption\""),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// Drives the binary in a real pseudo-terminal with tmux.
+#[cfg(unix)]
+struct Tmux {
+    socket: String,
+}
+
+#[cfg(unix)]
+impl Tmux {
+    fn start(dir: &Path, command: &str) -> Option<Self> {
+        if std::process::Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            assert!(!secrets_manager_tests_in_ci(), "CI installs tmux");
+            eprintln!("skipped: tmux is not installed");
+            return None;
+        }
+        static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let socket = format!(
+            "sm-test-{}-{}",
+            std::process::id(),
+            SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let ok = std::process::Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-x",
+                "200",
+                "-y",
+                "50",
+                "-c",
+            ])
+            .arg(dir)
+            .arg(format!("{command}; echo EXIT=$?; sleep 30"))
+            .env_remove("SECRETS_MANAGER_ENV_FILE")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux started");
+        Some(Self { socket })
+    }
+
+    fn screen(&self) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited for {text:?}; screen:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn type_line(&self, text: &str) {
+        let ok = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-l", text])
+            .status()
+            .unwrap()
+            .success()
+            && std::process::Command::new("tmux")
+                .args(["-L", &self.socket, "send-keys", "Enter"])
+                .status()
+                .unwrap()
+                .success();
+        assert!(ok);
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_password_prompt_asks_twice_and_echoes_nothing() {
+    let env = Env::new();
+    let bin = assert_cmd::cargo::cargo_bin("secrets-manager");
+    let Some(term) = Tmux::start(
+        env.dir.path(),
+        &format!("{} --iterations 1000 init --password-stdin", bin.display()),
+    ) else {
+        return;
+    };
+    term.wait_for("Password for the new version:");
+    term.type_line("SENTINEL-TYPED");
+    term.wait_for("The same password again:");
+    term.type_line("SENTINEL-TYPED");
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        !screen.contains("SENTINEL"),
+        "the password was echoed:\n{screen}"
+    );
+    assert_eq!(secrets_in(&env.file())[0], "SENTINEL-TYPED");
+
+    // Two different answers change nothing.
+    let other = Env::new();
+    let term = Tmux::start(
+        other.dir.path(),
+        &format!("{} --iterations 1000 init --password-stdin", bin.display()),
+    )
+    .unwrap();
+    term.wait_for("Password for the new version:");
+    term.type_line("one");
+    term.wait_for("The same password again:");
+    term.type_line("two");
+    let screen = term.wait_for("EXIT=");
+    assert!(
+        screen.contains("differ") && screen.contains("EXIT=1"),
+        "{screen}"
+    );
+    assert!(!other.file().exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn binary_plaintext_is_not_written_to_a_terminal_unless_forced() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    std::fs::write(
+        env.dir.path().join("token"),
+        env.ok(&["encrypt"], b"\xff\xfe\x00binary"),
+    )
+    .unwrap();
+    std::fs::write(
+        env.dir.path().join("text"),
+        env.ok(&["encrypt"], b"plain text"),
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("secrets-manager");
+    let run = |args: &str| {
+        let term = Tmux::start(
+            env.dir.path(),
+            &format!("{} --iterations 1000 {args}", bin.display()),
+        )
+        .unwrap();
+        term.wait_for("EXIT=")
+    };
+    let screen = run("decrypt < token");
+    assert!(
+        screen.contains("binary") && screen.contains("--force") && screen.contains("EXIT=1"),
+        "{screen}"
+    );
+    let screen = run("decrypt --force < token");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let screen = run("decrypt < text");
+    assert!(
+        screen.contains("plain text") && screen.contains("EXIT=0"),
+        "{screen}"
+    );
+    // Redirected, it is written as it is.
+    assert_eq!(
+        env.ok(
+            &["decrypt"],
+            &std::fs::read(env.dir.path().join("token")).unwrap()
+        ),
+        b"\xff\xfe\x00binary"
+    );
+}

@@ -34,6 +34,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod audit;
+mod audit_log;
 mod config;
 mod error;
 mod manager;
@@ -42,6 +43,7 @@ mod storage;
 mod url;
 
 pub use crate::audit::AuditEvent;
+pub use crate::audit_log::AuditLog;
 pub use crate::config::{SecretsConfig, SecretsConfigBuilder};
 pub use crate::error::{Error, Result};
 pub use crate::manager::{Rotation, SecretsManager};
