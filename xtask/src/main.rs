@@ -14,6 +14,8 @@
 //!   check the keyring file after each.
 //! - `readme`: run the README's command-line walkthrough, top to bottom, in
 //!   a scratch directory.
+//! - `man [--check]`: write the man pages (`doc/man`) from the CLI's own
+//!   argument definitions, or fail if the committed ones are stale.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail, ensure};
 
 mod bench;
+mod man;
 mod readme;
 
 fn main() -> Result<()> {
@@ -37,6 +40,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(&root(), rest.iter().any(|a| a == "--quick")),
         "crash" => crash(rest),
         "readme" => readme::run(&root()),
+        "man" => man::run(&root(), rest.iter().any(|a| a == "--check")),
         "help" | "--help" | "-h" => {
             println!("{}", HELP.trim());
             Ok(())
@@ -56,6 +60,7 @@ commands:
   bench [--quick]           run benchmarks and print ratios against the peers
   crash [--rounds N]        kill rotations at random moments N times (default 500)
   readme                    run the README's command-line walkthrough in a scratch directory
+  man [--check]             write the man pages in doc/man (or fail if they are stale)
 ";
 
 /// Kills `secrets-manager rotate` at random moments, many times, checking
@@ -171,6 +176,7 @@ fn ci(args: &[String]) -> Result<()> {
     vectors(true)?;
 
     readme::run(&root())?;
+    man::run(&root(), true)?;
 
     let mut smoke = vec!["--seconds".to_owned(), fuzz_seconds.to_string()];
     smoke.extend(FUZZ_TARGETS.iter().map(|t| (*t).to_owned()));

@@ -31,7 +31,9 @@ pub(crate) struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "SECRETS_MANAGER_KEYRING",
+        hide_env_values = true,
         value_name = "URL"
     )]
     pub(crate) keyring: Option<String>,
@@ -39,24 +41,32 @@ pub(crate) struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "SECRETS_MANAGER_ENV_FILE",
+        hide_env_values = true,
         default_value = ".env.secrets",
         value_name = "PATH"
     )]
     pub(crate) env_file: PathBuf,
     /// Read the keyring from the process environment (the same as
     /// --keyring env:).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) from_env: bool,
     /// PBKDF2 iterations for versions that do not record their own.
-    #[arg(long, global = true, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true,
+        help_heading = "Global options", default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) iterations: u32,
     /// Print no confirmations (errors and warnings still go to stderr).
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = "Global options")]
     pub(crate) quiet: bool,
     /// Append one JSON line per audit event (time, event, version, process,
     /// user, keyring; never a secret) to this file, or `-` for stderr.
-    #[arg(long, global = true, value_name = "PATH|-")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH|-"
+    )]
     pub(crate) audit_log: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,

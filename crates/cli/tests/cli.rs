@@ -27,6 +27,7 @@ impl Env {
         let mut c = Command::cargo_bin("secrets-manager").unwrap();
         c.current_dir(self.dir.path())
             .env_remove("SECRETS_MANAGER_ENV_FILE")
+            .env_remove("SECRETS_MANAGER_KEYRING")
             .args(["--iterations", "1000"])
             .args(args);
         c
@@ -1451,4 +1452,41 @@ fn binary_plaintext_is_not_written_to_a_terminal_unless_forced() {
         ),
         b"\xff\xfe\x00binary"
     );
+}
+
+/// The help of every command, as snapshots: a change to what users read
+/// shows up in review (`INSTA_UPDATE=always cargo test` rewrites them).
+#[test]
+fn help_texts_are_stable_and_every_command_has_examples() {
+    let env = Env::new();
+    let commands = [
+        "init",
+        "encrypt",
+        "decrypt",
+        "rotate",
+        "activate",
+        "retire",
+        "destroy",
+        "rewrap",
+        "status",
+        "verify",
+        "keygen",
+        "completions",
+    ];
+    let help = |args: &[&str]| {
+        let out = env.cmd(args).env("COLUMNS", "100").output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = help(&["--help"]);
+    assert!(top.contains("Examples:"), "{top}");
+    insta::assert_snapshot!("help", top);
+    for command in commands {
+        let text = help(&[command, "--help"]);
+        assert!(
+            text.contains("Example"),
+            "`{command} --help` has no examples:\n{text}"
+        );
+        insta::assert_snapshot!(format!("help-{command}"), text);
+    }
 }
