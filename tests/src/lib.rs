@@ -153,6 +153,77 @@ pub fn rfc3339_to_unix(s: &str) -> u64 {
         .unwrap_or_else(|_| panic!("before 1970: {s}"))
 }
 
+/// The workspace README's examples, run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
+/// The keyring file at `path`, loaded with 1 000 PBKDF2 iterations for
+/// versions that record none (fast, for tests).
+///
+/// # Panics
+///
+/// When the file does not load.
+#[must_use]
+pub fn load_keyring(path: &Path) -> secrets_manager::SecretsManager {
+    secrets_manager::SecretsManager::new(
+        secrets_manager::SecretsConfig::builder()
+            .kdf_iterations(1_000)
+            .env_file(path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A manager configured in code with one version `v1` (1 000 iterations).
+///
+/// # Panics
+///
+/// Never, for these constants.
+#[must_use]
+pub fn manager_in_code(password: &str, salt: &[u8]) -> secrets_manager::SecretsManager {
+    secrets_manager::SecretsManager::new(
+        secrets_manager::SecretsConfig::builder()
+            .key("v1", password, salt)
+            .kdf_iterations(1_000)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A new keyring file `.env.secrets` in `dir` with one version, `v1`.
+///
+/// # Panics
+///
+/// When the file cannot be written.
+#[must_use]
+pub fn new_keyring_file(dir: &Path) -> PathBuf {
+    let path = dir.join(".env.secrets");
+    manager_in_code("first password", b"salt-one")
+        .create_keyring_file(&path)
+        .unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// Runs the project's Python model of the original package
+/// (`tests/python/seed_package.py`) on a JSON request.
+///
+/// # Panics
+///
+/// When the script fails or prints no JSON.
+#[must_use]
+pub fn seed_package(python: &str, request: &serde_json::Value) -> serde_json::Value {
+    let out = run_python(
+        python,
+        &python_script("seed_package.py"),
+        request.to_string().as_bytes(),
+    );
+    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("seed_package.py printed no JSON: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -168,8 +239,3 @@ mod tests {
         );
     }
 }
-
-/// The workspace README's examples, run as doctests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

@@ -9,34 +9,18 @@ use secrets_manager::persist::{
     update_keyring,
 };
 use secrets_manager::{Error, SecretsConfig, SecretsManager};
-use secrets_manager_tests::{python_script, python_with, run_python};
 use serde_json::{Value, json};
 
-fn load(path: &Path) -> SecretsManager {
-    SecretsManager::new(
-        SecretsConfig::builder()
-            .kdf_iterations(1_000)
-            .env_file(path)
-            .unwrap()
-            .build()
-            .unwrap(),
-    )
-    .unwrap()
-}
+use secrets_manager_tests::{
+    load_keyring as load, manager_in_code, new_keyring_file, python_with, seed_package,
+};
 
-/// A keyring file with v1, written by a manager configured in code.
+/// A keyring file with v1, and the manager (configured in code) that wrote it.
 fn new_file(dir: &Path) -> (std::path::PathBuf, SecretsManager) {
-    let path = dir.join(".env.secrets");
-    let m = SecretsManager::new(
-        SecretsConfig::builder()
-            .key("v1", "first password", b"salt-one")
-            .kdf_iterations(1_000)
-            .build()
-            .unwrap(),
+    (
+        new_keyring_file(dir),
+        manager_in_code("first password", b"salt-one"),
     )
-    .unwrap();
-    m.create_keyring_file(&path).unwrap();
-    (path, m)
 }
 
 fn password_of(path: &Path, version: &str) -> Option<String> {
@@ -387,12 +371,7 @@ fn every_salt_length_reads_back_the_same_here_and_in_python() {
         tokens.insert(v, Value::String(token));
     }
     let request = json!({"mode": "read", "path": path, "tokens": tokens});
-    let out: Value = serde_json::from_slice(&run_python(
-        &python,
-        &python_script("seed_package.py"),
-        request.to_string().as_bytes(),
-    ))
-    .unwrap();
+    let out = seed_package(&python, &request);
     for len in 0..=64 {
         let v = format!("s{len}");
         assert_eq!(out["decrypted"][&v], Value::String(v.clone()), "{v}");
@@ -596,12 +575,7 @@ fn what_the_python_reader_sees_of_the_lifecycle() {
     m.retire_version("v2").unwrap();
     m.destroy_version("v1").unwrap();
     let request = json!({"mode": "read", "path": path, "tokens": {"v1": t1, "v2": t2}});
-    let out: Value = serde_json::from_slice(&run_python(
-        &python,
-        &python_script("seed_package.py"),
-        request.to_string().as_bytes(),
-    ))
-    .unwrap();
+    let out = seed_package(&python, &request);
     // The checksum verifies there; the retired version still decrypts
     // (Python does not know the state); the destroyed one is gone.
     assert_eq!(out["active"], "v3");

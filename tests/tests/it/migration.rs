@@ -8,8 +8,8 @@
 //! show agreement with that model, not with the package's code.
 
 use secrets_manager::{SecretsConfig, SecretsManager};
-use secrets_manager_tests::{python_script, python_with, run_python};
-use serde_json::{Value, json};
+use secrets_manager_tests::{python_with, seed_package};
+use serde_json::json;
 
 fn python() -> Option<String> {
     python_with(&["cryptography", "dotenv"])
@@ -30,12 +30,7 @@ fn a_file_written_by_the_python_package_loads_and_its_tokens_decrypt() {
         "active": "v2",
         "messages": {"v1": "made by v1", "v2": "made by v2"},
     });
-    let out: Value = serde_json::from_slice(&run_python(
-        &python,
-        &python_script("seed_package.py"),
-        request.to_string().as_bytes(),
-    ))
-    .unwrap();
+    let out = seed_package(&python, &request);
     let m = SecretsManager::new(SecretsConfig::from_env_file(&path).unwrap()).unwrap();
     assert_eq!(m.active_version(), "v2");
     for v in ["v1", "v2"] {
@@ -85,12 +80,7 @@ fn a_file_written_here_loads_in_python_with_the_same_values_and_keys() {
     let (_, t2) = m.encrypt(b"second").unwrap();
 
     let request = json!({"mode": "read", "path": path, "tokens": {"v1": t1, "v2": t2}});
-    let out: Value = serde_json::from_slice(&run_python(
-        &python,
-        &python_script("seed_package.py"),
-        request.to_string().as_bytes(),
-    ))
-    .unwrap();
+    let out = seed_package(&python, &request);
     assert_eq!(out["active"], "v2");
     assert_eq!(out["decrypted"]["v1"], "first");
     assert_eq!(out["decrypted"]["v2"], "second");

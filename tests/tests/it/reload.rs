@@ -2,38 +2,12 @@
 //! keyring invariant allows, and `watch` follows a file through renames,
 //! in-place writes and Kubernetes-style symbolic link swaps.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use secrets_manager::{AuditEvent, SecretsConfig, SecretsManager};
 
-fn load(path: &Path) -> SecretsManager {
-    SecretsManager::new(
-        SecretsConfig::builder()
-            .kdf_iterations(1_000)
-            .env_file(path)
-            .unwrap()
-            .build()
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-fn new_file(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join(".env.secrets");
-    SecretsManager::new(
-        SecretsConfig::builder()
-            .key("v1", "first", b"salt-one")
-            .kdf_iterations(1_000)
-            .build()
-            .unwrap(),
-    )
-    .unwrap()
-    .create_keyring_file(&path)
-    .unwrap();
-    path
-}
+use secrets_manager_tests::{load_keyring as load, new_keyring_file as new_file};
 
 /// Waits up to 10 s for `done`; the watch's own poll is one second.
 fn eventually(what: &str, done: impl Fn() -> bool) {
