@@ -18,16 +18,18 @@
 //!   destroyed versions lose their key but keep their name.
 
 mod error;
+mod ring;
+mod spec;
 mod stats;
 mod store;
 mod version;
 
 pub use crate::error::{KeystoreError, VersionList};
-pub use crate::stats::Statistics;
-pub use crate::store::{
-    KeyKind, KeyMaterial, KeyStore, Options, RotatedToken, Snapshot, VersionInfo, VersionSpec,
-    VersionState,
+pub use crate::spec::{
+    KeyKind, KeyMaterial, Options, Snapshot, VersionInfo, VersionSpec, VersionState,
 };
+pub use crate::stats::Statistics;
+pub use crate::store::{KeyStore, RotatedToken};
 pub use crate::version::Version;
 /// Re-exported: passwords are [`secrecy::SecretString`]s.
 pub use secrecy;
