@@ -161,14 +161,146 @@ impl Ring {
     }
 }
 
-/// Decryption's trial order over `len` versions: the `first` candidates
-/// (hint, version active at the token's time, active version), each once,
-/// then every other version, newest first.
+/// Decryption's trial order over `len` versions (indices in the order
+/// added): the `first` candidates (hint, version active at the token's
+/// time, active version) in that order, then every other version, newest
+/// first. Each version comes once; a candidate that is `None` or out of
+/// range is skipped.
+///
+/// The decrypt path tries the first candidate before building this order,
+/// so the order must start with it (tested below).
 pub(crate) fn trial_order(len: usize, first: [Option<usize>; 3]) -> impl Iterator<Item = usize> {
+    let first = first.map(|c| c.filter(|&c| c < len));
     let firsts = first
         .into_iter()
         .enumerate()
         .filter_map(move |(i, c)| c.filter(|c| !first[..i].contains(&Some(*c))));
     let rest = (0..len).rev().filter(move |i| !first.contains(&Some(*i)));
     firsts.chain(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(len: usize, first: [Option<usize>; 3]) -> Vec<usize> {
+        trial_order(len, first).collect()
+    }
+
+    #[test]
+    fn hint_then_time_then_active_then_the_rest_newest_first() {
+        assert_eq!(order(6, [Some(1), Some(3), Some(4)]), [1, 3, 4, 5, 2, 0]);
+        // The active version is usually the newest; it is not tried twice.
+        assert_eq!(order(4, [Some(0), Some(2), Some(3)]), [0, 2, 3, 1]);
+    }
+
+    #[test]
+    fn a_candidate_named_twice_is_tried_once_where_it_first_appears() {
+        // Hint and time agree.
+        assert_eq!(order(5, [Some(2), Some(2), Some(4)]), [2, 4, 3, 1, 0]);
+        // Hint and active agree.
+        assert_eq!(order(5, [Some(4), Some(1), Some(4)]), [4, 1, 3, 2, 0]);
+        // Time and active agree.
+        assert_eq!(order(5, [Some(0), Some(3), Some(3)]), [0, 3, 4, 2, 1]);
+        // All three agree.
+        assert_eq!(order(5, [Some(1), Some(1), Some(1)]), [1, 4, 3, 2, 0]);
+    }
+
+    #[test]
+    fn missing_and_out_of_range_candidates_are_skipped() {
+        // No hint, no activation time known.
+        assert_eq!(order(4, [None, None, Some(2)]), [2, 3, 1, 0]);
+        assert_eq!(order(3, [None, None, None]), [2, 1, 0]);
+        // Indices past the end never come out.
+        assert_eq!(order(3, [Some(3), Some(9), Some(1)]), [1, 2, 0]);
+        assert_eq!(order(2, [Some(usize::MAX), None, None]), [1, 0]);
+    }
+
+    #[test]
+    fn empty_and_single_version_rings() {
+        assert_eq!(order(0, [None, None, None]), Vec::<usize>::new());
+        assert_eq!(order(0, [Some(0), Some(0), Some(0)]), Vec::<usize>::new());
+        assert_eq!(order(1, [Some(0), None, Some(0)]), [0]);
+        assert_eq!(order(1, [None, None, None]), [0]);
+        assert_eq!(order(1, [Some(1), Some(0), Some(0)]), [0]);
+    }
+
+    /// Every candidate combination over small rings, checked against the
+    /// definition rather than the code: a permutation of all versions,
+    /// starting with the valid candidates in order without repeats (the
+    /// decrypt path's shortcut tries the first of them), then the others in
+    /// descending index order.
+    #[test]
+    fn every_small_case_is_a_permutation_in_the_promised_order() {
+        for len in 0..=5 {
+            let choices: Vec<Option<usize>> = std::iter::once(None)
+                .chain((0..=len + 1).map(Some))
+                .collect();
+            for &a in &choices {
+                for &b in &choices {
+                    for &c in &choices {
+                        let got = order(len, [a, b, c]);
+                        let mut sorted = got.clone();
+                        sorted.sort_unstable();
+                        assert_eq!(
+                            sorted,
+                            (0..len).collect::<Vec<_>>(),
+                            "{len} {a:?} {b:?} {c:?}"
+                        );
+
+                        let mut wanted_first = Vec::new();
+                        for candidate in [a, b, c].into_iter().flatten() {
+                            if candidate < len && !wanted_first.contains(&candidate) {
+                                wanted_first.push(candidate);
+                            }
+                        }
+                        let (head, tail) = got.split_at(wanted_first.len());
+                        assert_eq!(head, wanted_first, "{len} {a:?} {b:?} {c:?}");
+                        assert!(
+                            tail.windows(2).all(|w| w[0] > w[1]),
+                            "{len} {a:?} {b:?} {c:?}: {got:?}"
+                        );
+                        if let Some(&shortcut) = [a, b, c].iter().flatten().find(|&&i| i < len) {
+                            assert_eq!(got.first(), Some(&shortcut));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn ring(activated_at: &[Option<u64>]) -> Ring {
+        let entries = activated_at
+            .iter()
+            .enumerate()
+            .map(|(i, &at)| {
+                let name = Version::new(&format!("v{i}")).unwrap();
+                Arc::new(Entry::new(
+                    VersionSpec::tombstone(name).with_activated_at(at),
+                ))
+            })
+            .collect();
+        Ring::new(entries, activated_at.len() - 1)
+    }
+
+    #[test]
+    fn the_timeline_picks_the_version_active_at_a_time() {
+        let ring = ring(&[Some(100), None, Some(300)]);
+        assert_eq!(ring.active_at(0), None);
+        assert_eq!(ring.active_at(99), None);
+        assert_eq!(ring.active_at(100), Some(0));
+        assert_eq!(ring.active_at(299), Some(0));
+        assert_eq!(ring.active_at(300), Some(2));
+        assert_eq!(ring.active_at(u64::MAX), Some(2));
+    }
+
+    #[test]
+    fn the_timeline_follows_activation_times_not_the_order_added() {
+        // v0 was re-activated after v1 (activate switched back to it).
+        let ring = ring(&[Some(500), Some(200)]);
+        assert_eq!(ring.active_at(199), None);
+        assert_eq!(ring.active_at(200), Some(1));
+        assert_eq!(ring.active_at(499), Some(1));
+        assert_eq!(ring.active_at(500), Some(0));
+    }
 }

@@ -398,19 +398,4 @@ mod tests {
         let ring = store.ring.load_full().unwrap();
         assert!(ring.entries[1].cache.fernet.get().is_some());
     }
-
-    #[test]
-    fn the_timeline_picks_the_version_active_at_a_time() {
-        let store = KeyStore::new(
-            vec![spec("a", Some(100)), spec("b", None), spec("c", Some(300))],
-            Version::new("c").unwrap(),
-            Options::default(),
-        )
-        .unwrap();
-        let ring = store.ring.load_full().unwrap();
-        assert_eq!(ring.active_at(99), None);
-        assert_eq!(ring.active_at(100), Some(0));
-        assert_eq!(ring.active_at(299), Some(0));
-        assert_eq!(ring.active_at(u64::MAX), Some(2));
-    }
 }
