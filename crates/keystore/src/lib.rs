@@ -30,6 +30,6 @@ pub use crate::spec::{
 };
 pub use crate::stats::Statistics;
 pub use crate::store::{KeyStore, RotatedToken};
-pub use crate::version::Version;
+pub use crate::version::{InvalidVersionName, Version};
 /// Re-exported: passwords are [`secrecy::SecretString`]s.
 pub use secrecy;
