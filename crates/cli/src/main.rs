@@ -13,9 +13,10 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use secrets_manager::fernet::{Key, unix_time};
+use secrets_manager::kdf::DEFAULT_ITERATIONS;
 use secrets_manager::keystore::{KeyKind, VersionState};
 use secrets_manager::persist::{self, Prefixes, StoredKey};
-use secrets_manager::{Salt, SecretsConfig, SecretsManager};
+use secrets_manager::{DecryptOptions, Salt, SecretsConfig, SecretsManager};
 
 /// Keep application secrets encrypted; rotate keys without downtime.
 ///
@@ -37,7 +38,7 @@ struct Cli {
     #[arg(long, global = true)]
     from_env: bool,
     /// PBKDF2 iterations for versions that do not record their own.
-    #[arg(long, global = true, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, global = true, default_value_t = DEFAULT_ITERATIONS.get(), value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     iterations: u32,
     #[command(subcommand)]
     command: Command,
@@ -171,11 +172,15 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             let manager = load(cli)?;
             let input = read_stdin()?;
             let token = input.trim_ascii();
-            let (_, plaintext) = match (ttl, hint) {
-                (Some(secs), _) => manager.decrypt_with_ttl(token, Duration::from_secs(*secs))?,
-                (None, Some(h)) => manager.decrypt_with_hint(token, h)?,
-                (None, None) => manager.decrypt(token)?,
-            };
+            // One options value, so a hint given with a TTL is not dropped.
+            let mut options = DecryptOptions::new();
+            if let Some(secs) = ttl {
+                options = options.ttl(Duration::from_secs(*secs));
+            }
+            if let Some(h) = hint {
+                options = options.hint(h);
+            }
+            let (_, plaintext) = manager.decrypt_with(token, &options)?;
             out.extend_from_slice(&plaintext);
             Ok(())
         }

@@ -29,7 +29,7 @@ pub use crate::spec::{
     KeyKind, KeyMaterial, Options, Snapshot, VersionInfo, VersionSpec, VersionState,
 };
 pub use crate::stats::Statistics;
-pub use crate::store::{KeyStore, RotatedToken};
+pub use crate::store::{DecryptOptions, KeyStore, RotatedToken};
 pub use crate::version::{InvalidVersionName, Version};
 /// Re-exported: passwords are [`secrecy::SecretString`]s.
 pub use secrecy;

@@ -25,7 +25,7 @@ use crate::spec::{KeyMaterial, Options, Snapshot, VersionInfo, VersionSpec, Vers
 use crate::stats::{Counter, Counters, Statistics};
 use crate::version::Version;
 
-pub use self::decrypt::RotatedToken;
+pub use self::decrypt::{DecryptOptions, RotatedToken};
 
 /// A versioned keyring: one active version encrypts, every usable version
 /// decrypts.
@@ -43,7 +43,7 @@ pub use self::decrypt::RotatedToken;
 /// let spec = VersionSpec::new(v1, KeyMaterial::Fernet(Key::generate()));
 /// let store = KeyStore::new(vec![spec], v1, Options::default())?;
 /// let (version, token) = store.encrypt(b"hello")?;
-/// let (used, plaintext) = store.decrypt(token.as_bytes(), None, None, 0)?;
+/// let (used, plaintext) = store.decrypt(token.as_bytes())?;
 /// assert_eq!((version, used, &plaintext[..]), (v1, v1, &b"hello"[..]));
 /// # Ok::<(), secrets_manager_keystore::KeystoreError>(())
 /// ```
@@ -336,7 +336,7 @@ mod tests {
         )
         .unwrap();
         let (_, token) = store.encrypt(b"x").unwrap();
-        assert!(store.decrypt(token.as_bytes(), None, None, 0).is_ok());
+        assert!(store.decrypt(token.as_bytes()).is_ok());
         let states: Vec<_> = store
             .version_info()
             .unwrap()

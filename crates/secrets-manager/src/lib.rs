@@ -40,7 +40,7 @@ pub use crate::config::{SecretsConfig, SecretsConfigBuilder};
 pub use crate::error::{Error, Result};
 pub use crate::manager::{Rotation, SecretsManager};
 pub use secrets_manager_kdf::Salt;
-pub use secrets_manager_keystore::{Statistics, Version};
+pub use secrets_manager_keystore::{DecryptOptions, Statistics, Version};
 
 /// The Fernet token codec (`secrets-manager-fernet`).
 pub mod fernet {

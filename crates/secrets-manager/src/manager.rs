@@ -14,7 +14,8 @@ use crate::config::{SecretsConfig, WarningHook};
 use crate::error::{Error, Result};
 use crate::kdf::Salt;
 use crate::keystore::{
-    KeyMaterial, KeyStore, KeystoreError, Options, VersionInfo, VersionSpec, VersionState,
+    DecryptOptions, KeyMaterial, KeyStore, KeystoreError, Options, VersionInfo, VersionSpec,
+    VersionState,
 };
 use crate::persist::{Prefixes, WriteWarning};
 use crate::storage::Change;
@@ -179,7 +180,7 @@ impl SecretsManager {
     ///
     /// A malformed token, or no version opens it.
     pub fn decrypt(&self, token: impl AsRef<[u8]>) -> Result<(Version, Zeroizing<Vec<u8>>)> {
-        self.decrypt_inner(token.as_ref(), None, None)
+        self.decrypt_with(token, &DecryptOptions::new())
     }
 
     /// As [`decrypt`](Self::decrypt), trying `hint` first (an unknown hint
@@ -193,7 +194,7 @@ impl SecretsManager {
         token: impl AsRef<[u8]>,
         hint: &str,
     ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
-        self.decrypt_inner(token.as_ref(), Some(hint), None)
+        self.decrypt_with(token, &DecryptOptions::new().hint(hint))
     }
 
     /// As [`decrypt`](Self::decrypt), accepting only a token no older than
@@ -207,32 +208,51 @@ impl SecretsManager {
         token: impl AsRef<[u8]>,
         ttl: Duration,
     ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
-        self.decrypt_inner(token.as_ref(), None, Some(ttl))
+        self.decrypt_with(token, &DecryptOptions::new().ttl(ttl))
     }
 
-    fn decrypt_inner(
+    /// Decrypts with every option at once: a hint, a time-to-live and the
+    /// time to check it against, in any combination (the other `decrypt`
+    /// methods are this with one option set).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use secrets_manager::{DecryptOptions, SecretsConfig, SecretsManager};
+    ///
+    /// let config = SecretsConfig::builder()
+    ///     .key("v1", "password", "salt")
+    ///     .kdf_iterations(1_000)
+    ///     .build()?;
+    /// let manager = SecretsManager::new(config)?;
+    /// let (_, token) = manager.encrypt_at_time(b"data", 1_000)?;
+    /// let options = DecryptOptions::new()
+    ///     .hint("v1")
+    ///     .ttl(Duration::from_secs(60))
+    ///     .at_time(1_030);
+    /// let (version, plaintext) = manager.decrypt_with(&token, &options)?;
+    /// assert_eq!((version.as_str(), &plaintext[..]), ("v1", &b"data"[..]));
+    /// assert!(manager.decrypt_with(&token, &options.at_time(1_061)).is_err());
+    /// # Ok::<(), secrets_manager::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](Self::decrypt), and a token outside its time-to-live.
+    pub fn decrypt_with(
         &self,
-        token: &[u8],
-        hint: Option<&str>,
-        ttl: Option<Duration>,
+        token: impl AsRef<[u8]>,
+        options: &DecryptOptions,
     ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
-        let now = if ttl.is_some() {
-            fernet::unix_time()
-        } else {
-            0
-        };
-        match self.store.decrypt(token, hint, ttl, now) {
+        match self.store.decrypt_with(token.as_ref(), options) {
             Ok((version, plaintext)) => {
                 self.emit(|| AuditEvent::Decryption {
                     version,
-                    was_hint: hint.and_then(|h| Version::from_setting(h).ok()) == Some(version),
+                    was_hint: options.hint == Some(version),
                 });
                 Ok((version, plaintext))
             }
             Err(e) => {
-                self.emit(|| AuditEvent::DecryptionFailed {
-                    hint: hint.and_then(|h| Version::from_setting(h).ok()),
-                });
+                self.emit(|| AuditEvent::DecryptionFailed { hint: options.hint });
                 Err(e.into())
             }
         }

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrets_manager::keystore::{KeystoreError, VersionState};
-use secrets_manager::{AuditEvent, Error, Salt, SecretsConfig, SecretsManager, Statistics};
+use secrets_manager::{
+    AuditEvent, DecryptOptions, Error, Salt, SecretsConfig, SecretsManager, Statistics,
+};
 
 /// Fast derivations for tests; the default (100 000) is checked once below.
 const ITER: u32 = 1_000;
@@ -121,6 +123,49 @@ fn hints_are_tried_first_case_insensitively_and_unknown_hints_are_ignored() {
         })
         .collect();
     assert_eq!(hints, [true, false, false]);
+}
+
+/// One options value: a hint, a TTL and the time together, none dropped.
+#[test]
+fn decrypt_with_applies_the_hint_the_ttl_and_the_time_together() {
+    let (m, seen) = events(
+        SecretsConfig::builder()
+            .key("v1", "p1", "s1")
+            .key("v2", "p2", "s2")
+            .active_version("v1")
+            .kdf_iterations(ITER),
+    );
+    let (_, t1) = m.encrypt_at_time(b"x", 1_000).unwrap();
+    m.activate_version("v2").unwrap();
+    let options = DecryptOptions::new()
+        .hint("v1")
+        .ttl(Duration::from_secs(60))
+        .at_time(1_010);
+    let (used, plaintext) = m.decrypt_with(&t1, &options).unwrap();
+    assert_eq!((used.as_str(), &plaintext[..]), ("v1", &b"x"[..]));
+    let err = m.decrypt_with(&t1, &options.at_time(1_061)).unwrap_err();
+    assert!(err.to_string().contains("time-to-live"), "{err}");
+    // The plain forms are this with one option set.
+    assert_eq!(m.decrypt_with_hint(&t1, "v1").unwrap().0, "v1");
+    assert!(m.decrypt_with_ttl(&t1, Duration::from_secs(60)).is_err());
+    let seen = seen.lock().unwrap();
+    let decryptions: Vec<String> = seen
+        .iter()
+        .filter_map(|e| match e {
+            AuditEvent::Decryption { version, was_hint } => Some(format!("{version} {was_hint}")),
+            AuditEvent::DecryptionFailed { hint } => Some(format!("failed {hint:?}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        decryptions,
+        [
+            "v1 true",
+            "failed Some(Version(\"v1\"))",
+            "v1 true",
+            "failed None"
+        ]
+    );
 }
 
 #[test]
