@@ -550,6 +550,8 @@ fn retired_and_destroyed_versions_fail_with_errors_naming_them() {
 
 #[test]
 fn default_iterations_match_python() {
+    // Python's default written out, the one place it is: this pins
+    // `DEFAULT_ITERATIONS` itself.
     let config = SecretsConfig::builder()
         .key("v1", "p", "s")
         .build()
