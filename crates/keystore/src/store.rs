@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use arc_swap::{ArcSwapOption, Guard};
+use arc_swap::{ArcSwap, Guard};
 use secrecy::ExposeSecret;
 use secrets_manager_fernet::{Fernet, Key};
 use secrets_manager_kdf::{Salt, derive_key};
@@ -48,24 +48,57 @@ pub use self::decrypt::{DecryptOptions, RotatedToken};
 /// # Ok::<(), secrets_manager_keystore::KeystoreError>(())
 /// ```
 pub struct KeyStore {
-    /// `None` after [`cleanup`](Self::cleanup).
-    ring: ArcSwapOption<Ring>,
+    state: ArcSwap<State>,
     writer: Mutex<()>,
     counters: Counters,
     options: Options,
 }
 
+/// What a store holds: a live keyring, or, after cleanup, only names.
+enum State {
+    Live(Ring),
+    /// After [`KeyStore::cleanup`]: the names (never secret) as they were
+    /// when it ran, and no key.
+    CleanedUp {
+        versions: Vec<Version>,
+        active: Version,
+    },
+}
+
+impl State {
+    /// The live keyring, or [`KeystoreError::CleanedUp`].
+    fn live(&self) -> Result<&Ring, KeystoreError> {
+        match self {
+            Self::Live(ring) => Ok(ring),
+            Self::CleanedUp { .. } => Err(KeystoreError::CleanedUp),
+        }
+    }
+
+    fn active(&self) -> Version {
+        match self {
+            Self::Live(ring) => ring.entries[ring.active].name,
+            Self::CleanedUp { active, .. } => *active,
+        }
+    }
+
+    fn versions(&self) -> Vec<Version> {
+        match self {
+            Self::Live(ring) => ring.names(),
+            Self::CleanedUp { versions, .. } => versions.clone(),
+        }
+    }
+}
+
 impl fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ring = self.ring.load();
-        match ring.as_deref() {
-            Some(r) => f
-                .debug_struct("KeyStore")
-                .field("versions", &r.names())
-                .field("active", &r.entries[r.active].name)
-                .finish_non_exhaustive(),
-            None => f.write_str("KeyStore { cleaned_up: true }"),
+        let state = self.state();
+        let mut s = f.debug_struct("KeyStore");
+        s.field("versions", &state.versions())
+            .field("active", &state.active());
+        if let State::CleanedUp { .. } = **state {
+            s.field("cleaned_up", &true);
         }
+        s.finish_non_exhaustive()
     }
 }
 
@@ -87,18 +120,13 @@ impl KeyStore {
         if versions.is_empty() {
             return Err(KeystoreError::NoVersions);
         }
-        let store = Self {
-            ring: ArcSwapOption::empty(),
-            writer: Mutex::new(()),
-            counters: Counters::new(),
-            options,
-        };
+        let counters = Counters::new();
         let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(versions.len());
         for spec in versions {
             if entries.iter().any(|e| e.name == spec.name) {
                 return Err(KeystoreError::DuplicateVersion(spec.name));
             }
-            store.check_salt(&spec)?;
+            check_salt(&options, &counters, &spec)?;
             entries.push(Arc::new(Entry::new(spec)));
         }
         let Some(active_index) = entries.iter().position(|e| e.name == active) else {
@@ -112,40 +140,24 @@ impl KeyStore {
             VersionState::Retired => return Err(KeystoreError::VersionRetired(active)),
             VersionState::Destroyed => return Err(KeystoreError::VersionDestroyed(active)),
         }
-        store
-            .ring
-            .store(Some(Arc::new(Ring::new(entries, active_index))));
-        Ok(store)
+        Ok(Self {
+            state: ArcSwap::from_pointee(State::Live(Ring::new(entries, active_index))),
+            writer: Mutex::new(()),
+            counters,
+            options,
+        })
     }
 
-    /// With verification off, the salt hash is ignored entirely, even a
-    /// malformed one, as in the Python package.
-    fn check_salt(&self, spec: &VersionSpec) -> Result<(), KeystoreError> {
-        if let (
-            true,
-            Some(KeyMaterial::Password {
-                salt,
-                salt_hash: Some(hash),
-                ..
-            }),
-        ) = (self.options.verify_salt_integrity, &spec.material)
-        {
-            Salt::validate_hash_text(hash).map_err(|source| KeystoreError::SaltHash {
-                version: spec.name,
-                source,
-            })?;
-            self.counters.add(Counter::IntegrityChecks, 1);
-            if !salt.matches_hash(hash) {
-                return Err(KeystoreError::SaltIntegrity(spec.name));
-            }
-        }
-        Ok(())
+    /// The current state (callers take the keyring with
+    /// [`State::live`], which turns a cleaned-up store into
+    /// [`KeystoreError::CleanedUp`]).
+    fn state(&self) -> Guard<Arc<State>> {
+        self.state.load()
     }
 
-    /// The current snapshot; `None` inside after cleanup (callers turn that
-    /// into [`KeystoreError::CleanedUp`]).
-    fn ring(&self) -> Guard<Option<Arc<Ring>>> {
-        self.ring.load()
+    /// Publishes a new keyring. Callers hold the writer lock.
+    fn publish(&self, ring: Ring) {
+        self.state.store(Arc::new(State::Live(ring)));
     }
 
     /// Runs `f` with the version's expanded key, deriving it first if it is
@@ -206,27 +218,19 @@ impl KeyStore {
         Ok(entry.cache.fernet.get_or_init(|| fernet))
     }
 
-    /// The active version.
-    ///
-    /// # Errors
-    ///
-    /// After [`cleanup`](Self::cleanup).
-    pub fn active_version(&self) -> Result<Version, KeystoreError> {
-        let ring = self.ring();
-        let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
-        Ok(ring.entries[ring.active].name)
+    /// The active version. After [`cleanup`](Self::cleanup), the one that
+    /// was active when it ran (always one of [`versions`](Self::versions)).
+    #[must_use]
+    pub fn active_version(&self) -> Version {
+        self.state().active()
     }
 
-    /// Every version, in the order added.
-    ///
-    /// # Errors
-    ///
-    /// After [`cleanup`](Self::cleanup).
-    pub fn versions(&self) -> Result<Vec<Version>, KeystoreError> {
-        let ring = self.ring();
-        ring.as_deref()
-            .map(Ring::names)
-            .ok_or(KeystoreError::CleanedUp)
+    /// Every version, in the order added. After [`cleanup`](Self::cleanup),
+    /// the versions there were when it ran: names are not secret, and
+    /// cleanup erases only secrets.
+    #[must_use]
+    pub fn versions(&self) -> Vec<Version> {
+        self.state().versions()
     }
 
     /// Every version's state, activation time, iterations and decryption
@@ -234,10 +238,11 @@ impl KeyStore {
     ///
     /// # Errors
     ///
-    /// After [`cleanup`](Self::cleanup).
+    /// After [`cleanup`](Self::cleanup): it describes keys, and there are
+    /// none left.
     pub fn version_info(&self) -> Result<Vec<VersionInfo>, KeystoreError> {
-        let ring = self.ring();
-        let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
+        let state = self.state();
+        let ring = state.live()?;
         Ok((0..ring.entries.len()).map(|i| ring.info(i)).collect())
     }
 
@@ -250,8 +255,8 @@ impl KeyStore {
     ///
     /// After [`cleanup`](Self::cleanup).
     pub fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot<'_>) -> R) -> Result<R, KeystoreError> {
-        let ring = self.ring();
-        let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
+        let state = self.state();
+        let ring = state.live()?;
         Ok(f(&Snapshot { ring }))
     }
 
@@ -264,8 +269,37 @@ impl KeyStore {
     /// Whether [`cleanup`](Self::cleanup) was called.
     #[must_use]
     pub fn is_cleaned_up(&self) -> bool {
-        self.ring.load().is_none()
+        matches!(**self.state(), State::CleanedUp { .. })
     }
+}
+
+/// Checks a salt against its recorded hash. With verification off, the
+/// salt hash is ignored entirely, even a malformed one, as in the Python
+/// package.
+fn check_salt(
+    options: &Options,
+    counters: &Counters,
+    spec: &VersionSpec,
+) -> Result<(), KeystoreError> {
+    if let (
+        true,
+        Some(KeyMaterial::Password {
+            salt,
+            salt_hash: Some(hash),
+            ..
+        }),
+    ) = (options.verify_salt_integrity, &spec.material)
+    {
+        Salt::validate_hash_text(hash).map_err(|source| KeystoreError::SaltHash {
+            version: spec.name,
+            source,
+        })?;
+        counters.add(Counter::IntegrityChecks, 1);
+        if !salt.matches_hash(hash) {
+            return Err(KeystoreError::SaltIntegrity(spec.name));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -293,7 +327,7 @@ mod tests {
         )
         .unwrap();
         store.activate(&v1, Some(30)).unwrap();
-        assert_eq!(store.active_version().unwrap(), v1);
+        assert_eq!(store.active_version(), v1);
         assert_eq!(store.statistics().rotations, 1);
         let info = store.version_info().unwrap();
         assert_eq!(info[0].activated_at, Some(30));
@@ -395,7 +429,57 @@ mod tests {
         let misses = store.statistics().cache_misses;
         store.activate(&v2, Some(5)).unwrap();
         assert_eq!(store.statistics().cache_misses, misses + 1);
-        let ring = store.ring.load_full().unwrap();
+        let state = store.state();
+        let ring = state.live().unwrap();
         assert!(ring.entries[1].cache.fernet.get().is_some());
+    }
+
+    #[test]
+    fn after_cleanup_the_names_stay_and_everything_else_reports_it() {
+        let (v1, v2, v3) = (
+            Version::new("v1").unwrap(),
+            Version::new("v2").unwrap(),
+            Version::new("v3").unwrap(),
+        );
+        let store = KeyStore::new(
+            vec![spec("v1", None), spec("v2", None)],
+            v1,
+            Options::default(),
+        )
+        .unwrap();
+        store.add_version(spec("v3", Some(7)), true).unwrap();
+        let (_, token) = store.encrypt(b"x").unwrap();
+        let (versions, active) = (store.versions(), store.active_version());
+        assert_eq!((&versions[..], active), (&[v1, v2, v3][..], v3));
+
+        store.cleanup();
+        assert!(store.is_cleaned_up());
+        // The names, as they were, and the active one among them.
+        assert_eq!(store.versions(), versions);
+        assert_eq!(store.active_version(), v3);
+        assert!(store.versions().contains(&store.active_version()));
+        fn cleaned<T>(result: Result<T, KeystoreError>) -> bool {
+            matches!(result, Err(KeystoreError::CleanedUp))
+        }
+        assert!(cleaned(store.version_info()));
+        assert!(cleaned(store.with_snapshot(|s| s.active())));
+        assert!(cleaned(store.encrypt(b"x")));
+        assert!(cleaned(store.decrypt(token.as_bytes())));
+        assert!(cleaned(store.rotate_token(token.as_bytes())));
+        assert!(cleaned(store.add_version(spec("v4", None), true)));
+        assert!(cleaned(store.activate(&v1, None)));
+        assert!(cleaned(store.retire(&v1)));
+        assert!(cleaned(store.destroy(&v1)));
+        // Neither a second cleanup nor clearing the cache brings anything
+        // back or changes the names.
+        store.clear_cache();
+        store.cleanup();
+        assert_eq!((store.versions(), store.active_version()), (versions, v3));
+        assert!(cleaned(store.version_info()));
+        let shown = format!("{store:?}");
+        assert!(
+            shown.contains("cleaned_up: true") && shown.contains("v3"),
+            "{shown}"
+        );
     }
 }

@@ -54,8 +54,6 @@ pub struct SecretsManager {
     store: KeyStore,
     iterations: NonZeroU32,
     audit: Option<AuditHook>,
-    /// The active version when `cleanup` ran, for `active_version` after it.
-    last_active: Mutex<Version>,
     /// Serialises changes (rotation, lifecycle, file writes), so a file
     /// write and the matching change in memory happen as one.
     writer: Mutex<()>,
@@ -107,7 +105,6 @@ impl SecretsManager {
             store,
             iterations: config.kdf_iterations,
             audit: config.audit,
-            last_active: Mutex::new(config.active),
             writer: Mutex::new(()),
             keyring_file: config.keyring_file,
             warning: config.warning,
@@ -325,22 +322,20 @@ impl SecretsManager {
         })
     }
 
-    /// The active version (after [`cleanup`](Self::cleanup), the one that
-    /// was active then).
+    /// The active version. After [`cleanup`](Self::cleanup), the one that
+    /// was active when it ran, which is always one of
+    /// [`versions`](Self::versions).
     #[must_use]
     pub fn active_version(&self) -> Version {
-        self.store.active_version().unwrap_or_else(|_| {
-            *self
-                .last_active
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-        })
+        self.store.active_version()
     }
 
-    /// The versions, in the order added (empty after cleanup).
+    /// The versions, in the order added. After [`cleanup`](Self::cleanup),
+    /// the versions there were when it ran: cleanup erases secrets, and
+    /// names are not secret.
     #[must_use]
     pub fn versions(&self) -> Vec<Version> {
-        self.store.versions().unwrap_or_default()
+        self.store.versions()
     }
 
     /// Each version's state, activation time, iterations and decryption
@@ -348,7 +343,8 @@ impl SecretsManager {
     ///
     /// # Errors
     ///
-    /// After [`cleanup`](Self::cleanup).
+    /// After [`cleanup`](Self::cleanup) (it describes keys, and none are
+    /// left), as every other fallible method.
     pub fn version_info(&self) -> Result<Vec<VersionInfo>> {
         Ok(self.store.version_info()?)
     }
@@ -365,7 +361,7 @@ impl SecretsManager {
     pub fn activate_version(&self, version: &str) -> Result<()> {
         let version = Version::new(version)?;
         let _writer = self.writer();
-        let previous = self.store.active_version()?;
+        let previous = self.store.active_version();
         let at = fernet::unix_time();
         self.check_state(version, |state| match state {
             VersionState::Retired => Err(KeystoreError::VersionRetired(version)),
@@ -435,7 +431,7 @@ impl SecretsManager {
     }
 
     fn check_not_active(&self, version: Version) -> Result<()> {
-        let active = self.store.active_version()?;
+        let active = self.store.active_version();
         self.check_state(version, |_| {
             if version == active {
                 Err(KeystoreError::ActiveVersion(version))
@@ -466,15 +462,12 @@ impl SecretsManager {
     }
 
     /// Zeroizes every password, salt and key. Afterwards every operation
-    /// returns an error saying the manager was cleaned up. Dropping the
-    /// manager zeroizes everything too.
+    /// that returns a `Result` fails with an error saying the manager was
+    /// cleaned up; [`active_version`](Self::active_version) and
+    /// [`versions`](Self::versions), which cannot fail, keep answering as
+    /// they did just before (names are not secret), so they still agree.
+    /// Dropping the manager zeroizes everything too.
     pub fn cleanup(&self) {
-        if let Ok(active) = self.store.active_version() {
-            *self
-                .last_active
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = active;
-        }
         self.store.cleanup();
         self.emit(|| AuditEvent::Cleanup);
     }
@@ -484,8 +477,9 @@ impl SecretsManager {
     fn rotate(&self, rotation: Rotation<'_>) -> Result<Version> {
         let name = Version::new(&rotation.version)?;
         let _writer = self.writer();
-        let previous = self.store.active_version()?;
-        if self.store.versions()?.contains(&name) {
+        // `version_info` fails once cleaned up, before anything is written;
+        // the names alone would still be there.
+        if self.store.version_info()?.iter().any(|i| i.version == name) {
             return Err(KeystoreError::DuplicateVersion(name).into());
         }
         let material = match rotation.key {
@@ -499,6 +493,7 @@ impl SecretsManager {
             },
             NewKey::Fernet(key) => KeyMaterial::Fernet(key),
         };
+        let previous = self.store.active_version();
         let spec = VersionSpec::new(name, material)
             .with_activated_at(rotation.activate.then(fernet::unix_time));
         let change = Change::Add {

@@ -446,6 +446,10 @@ fn clear_cache_derives_again() {
 fn cleanup_ends_every_operation() {
     let m = manager_v1();
     let (_, t) = m.encrypt(b"x").unwrap();
+    m.rotate_to_new_version("v2", "p2")
+        .activate(false)
+        .apply()
+        .unwrap();
     m.cleanup();
     let errors = [
         m.encrypt(b"x").unwrap_err(),
@@ -453,17 +457,45 @@ fn cleanup_ends_every_operation() {
         m.decrypt(&t).unwrap_err(),
         m.decrypt_with_hint(&t, "v1").unwrap_err(),
         m.decrypt_with_ttl(&t, Duration::from_secs(9)).unwrap_err(),
+        m.decrypt_with(&t, &DecryptOptions::new().hint("v2"))
+            .unwrap_err(),
         m.rotate_token(&t).unwrap_err(),
+        m.rotate_to_new_version("v3", "p").apply().unwrap_err(),
+        // A name it has: still "cleaned up", not "already exists".
         m.rotate_to_new_version("v2", "p").apply().unwrap_err(),
-        m.retire_version("v1").unwrap_err(),
+        m.activate_version("v2").unwrap_err(),
+        m.retire_version("v2").unwrap_err(),
+        m.destroy_version("v2").unwrap_err(),
         m.version_info().unwrap_err(),
     ];
     for e in errors {
+        assert!(
+            matches!(e, Error::Keystore(KeystoreError::CleanedUp)),
+            "{e}"
+        );
         assert!(e.to_string().contains("cleaned up"), "{e}");
     }
-    assert_eq!(m.active_version(), "v1");
-    assert!(m.versions().is_empty());
     m.cleanup(); // twice is harmless
+}
+
+/// After cleanup the active version was reported while `versions()` was
+/// empty: the names stay, so the two agree.
+#[test]
+fn after_cleanup_the_active_version_is_among_the_versions() {
+    let m = manager_v1();
+    m.rotate_to_new_version("v2", "p2").apply().unwrap();
+    m.rotate_to_new_version("v3", "p3")
+        .activate(false)
+        .apply()
+        .unwrap();
+    let (versions, active) = (m.versions(), m.active_version());
+    assert_eq!(active, "v2");
+    m.cleanup();
+    assert_eq!(m.active_version(), active);
+    assert_eq!(m.versions(), versions);
+    assert!(m.versions().contains(&m.active_version()));
+    assert!(m.version_info().is_err());
+    assert!(format!("{m:?}").contains("cleaned_up: true"));
 }
 
 #[test]

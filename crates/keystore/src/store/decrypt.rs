@@ -183,8 +183,8 @@ impl KeyStore {
         options: &DecryptOptions,
         lookups: &mut u64,
     ) -> Result<Opened, KeystoreError> {
-        let ring = self.ring();
-        let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
+        let state = self.state();
+        let ring = state.live()?;
         // The clock is read only when a TTL needs it.
         let now = match (options.ttl, options.now) {
             (Some(_), None) => secrets_manager_fernet::unix_time(),

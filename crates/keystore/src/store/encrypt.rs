@@ -26,8 +26,8 @@ impl KeyStore {
         msg: &[u8],
         timestamp: u64,
     ) -> Result<(Version, String), KeystoreError> {
-        let ring = self.ring();
-        let ring = ring.as_deref().ok_or(KeystoreError::CleanedUp)?;
+        let state = self.state();
+        let ring = state.live()?;
         let entry = &ring.entries[ring.active];
         match self.with_fernet(entry, |f| f.encrypt_at_time(msg, timestamp)) {
             Ok(token) => {

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, PoisonError};
 
-use super::KeyStore;
+use super::{KeyStore, State, check_salt};
 use crate::error::KeystoreError;
 use crate::ring::{Cache, Entry, Ring};
 use crate::spec::{VersionSpec, VersionState};
@@ -21,11 +21,12 @@ impl KeyStore {
     /// cleaned up.
     pub fn add_version(&self, spec: VersionSpec, activate: bool) -> Result<(), KeystoreError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = self.ring.load_full().ok_or(KeystoreError::CleanedUp)?;
+        let state = self.state.load_full();
+        let current = state.live()?;
         if current.index.contains_key(&spec.name) {
             return Err(KeystoreError::DuplicateVersion(spec.name));
         }
-        self.check_salt(&spec)?;
+        check_salt(&self.options, &self.counters, &spec)?;
         let name = spec.name;
         let entry = Arc::new(Entry::new(spec));
         if activate && entry.state != VersionState::Usable {
@@ -47,7 +48,7 @@ impl KeyStore {
         } else {
             current.active
         };
-        self.ring.store(Some(Arc::new(Ring::new(entries, active))));
+        self.publish(Ring::new(entries, active));
         if activate {
             self.counters.add(Counter::Rotations, 1);
             tracing::info!(version = %name, previous = %current.entries[current.active].name, "rotated to a new active version");
@@ -137,12 +138,13 @@ impl KeyStore {
         change: impl FnOnce(&Entry, &Ring, usize) -> Result<(Entry, usize, bool), KeystoreError>,
     ) -> Result<(), KeystoreError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = self.ring.load_full().ok_or(KeystoreError::CleanedUp)?;
+        let state = self.state.load_full();
+        let current = state.live()?;
         let index = current.find(version)?;
-        let (entry, active, rotated) = change(&current.entries[index], &current, index)?;
+        let (entry, active, rotated) = change(&current.entries[index], current, index)?;
         let mut entries = current.entries.clone();
         entries[index] = Arc::new(entry);
-        self.ring.store(Some(Arc::new(Ring::new(entries, active))));
+        self.publish(Ring::new(entries, active));
         if rotated {
             self.counters.add(Counter::Rotations, 1);
         }
@@ -150,26 +152,42 @@ impl KeyStore {
     }
 
     /// Drops every cached key (each is zeroized when the last operation
-    /// using it finishes); they are derived again on demand.
+    /// using it finishes); they are derived again on demand. Does nothing
+    /// after [`cleanup`](Self::cleanup).
     pub fn clear_cache(&self) {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(current) = self.ring.load_full() {
+        let state = self.state.load_full();
+        if let Ok(current) = state.live() {
             let entries = current
                 .entries
                 .iter()
                 .map(|e| Arc::new(e.with(e.state, e.activated_at, Cache::new())))
                 .collect();
-            self.ring
-                .store(Some(Arc::new(Ring::new(entries, current.active))));
+            self.publish(Ring::new(entries, current.active));
         }
     }
 
-    /// Erases every password, salt and key. Afterwards every operation
-    /// returns [`KeystoreError::CleanedUp`]. Operations already running
-    /// finish first; the memory is zeroized when the last one lets go.
+    /// Erases every password, salt and key. Afterwards everything that
+    /// needs a key or describes one (encryption, decryption, lifecycle
+    /// changes, [`version_info`](Self::version_info),
+    /// [`with_snapshot`](Self::with_snapshot)) returns
+    /// [`KeystoreError::CleanedUp`].
+    ///
+    /// Names are not secret and stay: [`active_version`](Self::active_version)
+    /// and [`versions`](Self::versions) keep answering as they did just
+    /// before, from the same snapshot, so the active version is always one
+    /// of the versions. Operations already running finish first; the
+    /// memory is zeroized when the last one lets go. A second call does
+    /// nothing.
     pub fn cleanup(&self) {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(ring) = self.ring.swap(None) {
+        let state = self.state.load_full();
+        if let Ok(ring) = state.live() {
+            let erased = State::CleanedUp {
+                versions: ring.names(),
+                active: ring.entries[ring.active].name,
+            };
+            self.state.store(Arc::new(erased));
             tracing::info!(versions = ring.entries.len(), "cleaned up: keys erased");
         }
     }
