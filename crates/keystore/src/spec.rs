@@ -13,9 +13,32 @@ use crate::ring::Ring;
 use crate::version::Version;
 
 /// Where a version's key comes from.
+///
+/// Make password material with [`KeyMaterial::password`]: the variant is
+/// `#[non_exhaustive]`, so a field can be added without breaking callers
+/// (match it with `..`). The enum itself is exhaustive on purpose: code that
+/// stores or compares material (the facade's file writer) must handle each
+/// kind explicitly, and a new kind should fail to compile there rather
+/// than fall into a catch-all arm.
+///
+/// ```
+/// use std::num::NonZeroU32;
+/// use secrets_manager_kdf::Salt;
+/// use secrets_manager_keystore::KeyMaterial;
+///
+/// let salt = Salt::from(b"salt");
+/// let hash = salt.sha256_hex();
+/// let material = KeyMaterial::password("pw", salt, NonZeroU32::new(1_000).unwrap())
+///     .with_salt_hash(Some(hash));
+/// assert!(matches!(
+///     material,
+///     KeyMaterial::Password { iterations_recorded: true, salt_hash: Some(_), .. }
+/// ));
+/// ```
 pub enum KeyMaterial {
     /// PBKDF2-HMAC-SHA256 from a password and salt, as the Python package
     /// derives keys.
+    #[non_exhaustive]
     Password {
         /// The password (its UTF-8 bytes are the PBKDF2 password).
         password: SecretString,
@@ -35,6 +58,48 @@ pub enum KeyMaterial {
     },
     /// A raw Fernet key: nothing to derive.
     Fernet(Key),
+}
+
+impl KeyMaterial {
+    /// Password material derived with `iterations`, a count that belongs to
+    /// the version (see [`with_iterations_recorded`](Self::with_iterations_recorded)),
+    /// and no recorded salt hash.
+    #[must_use]
+    pub fn password(password: impl Into<SecretString>, salt: Salt, iterations: NonZeroU32) -> Self {
+        Self::Password {
+            password: password.into(),
+            salt,
+            salt_hash: None,
+            iterations,
+            iterations_recorded: true,
+        }
+    }
+
+    /// The salt's recorded hash (lower-case hex SHA-256), checked when salt
+    /// integrity verification is on. No effect on a raw Fernet key.
+    #[must_use]
+    pub fn with_salt_hash(mut self, hash: Option<String>) -> Self {
+        if let Self::Password { salt_hash, .. } = &mut self {
+            *salt_hash = hash;
+        }
+        self
+    }
+
+    /// Whether the iteration count belongs to the version (`true`, the
+    /// default: chosen when it was made, or recorded where it is stored) or
+    /// is only the reader's setting for a version stored without a record
+    /// (`false`: writers then record none). No effect on a raw Fernet key.
+    #[must_use]
+    pub fn with_iterations_recorded(mut self, recorded: bool) -> Self {
+        if let Self::Password {
+            iterations_recorded,
+            ..
+        } = &mut self
+        {
+            *iterations_recorded = recorded;
+        }
+        self
+    }
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -171,12 +236,30 @@ pub enum KeyKind {
     Fernet,
 }
 
-/// Options of a store.
-#[derive(Clone, Copy, Debug)]
+/// Options of a store: start from [`Options::default`] and change what
+/// differs (the type may gain options).
+///
+/// ```
+/// use secrets_manager_keystore::Options;
+///
+/// let options = Options::default().with_verify_salt_integrity(false);
+/// assert!(!options.verify_salt_integrity);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Options {
     /// Check salts against their recorded hashes before deriving (the
     /// Python package's `verify_salt_integrity`, on by default).
     pub verify_salt_integrity: bool,
+}
+
+impl Options {
+    /// Whether salts are checked against their recorded hashes.
+    #[must_use]
+    pub fn with_verify_salt_integrity(mut self, verify: bool) -> Self {
+        self.verify_salt_integrity = verify;
+        self
+    }
 }
 
 impl Default for Options {
@@ -187,7 +270,8 @@ impl Default for Options {
     }
 }
 
-/// One moment of a [`KeyStore`]: see [`KeyStore::with_snapshot`].
+/// One moment of a [`KeyStore`](crate::KeyStore): see
+/// [`KeyStore::with_snapshot`](crate::KeyStore::with_snapshot).
 pub struct Snapshot<'a> {
     pub(crate) ring: &'a Ring,
 }
@@ -216,5 +300,51 @@ impl<'a> Snapshot<'a> {
             .iter()
             .enumerate()
             .map(move |(i, e)| (ring.info(i), e.material.as_deref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_material_is_built_with_its_own_count_and_changed_by_the_setters() {
+        let n = NonZeroU32::new(7).unwrap();
+        let material = KeyMaterial::password("pw", Salt::from(b"s"), n);
+        assert!(matches!(
+            &material,
+            KeyMaterial::Password {
+                salt_hash: None,
+                iterations,
+                iterations_recorded: true,
+                ..
+            } if *iterations == n
+        ));
+        let material = material
+            .with_salt_hash(Some("ab".repeat(32)))
+            .with_iterations_recorded(false);
+        assert!(matches!(
+            &material,
+            KeyMaterial::Password {
+                salt_hash: Some(h),
+                iterations_recorded: false,
+                ..
+            } if *h == "ab".repeat(32)
+        ));
+        // The setters leave a raw key alone.
+        let raw = KeyMaterial::Fernet(Key::generate())
+            .with_salt_hash(Some(String::new()))
+            .with_iterations_recorded(true);
+        assert!(matches!(raw, KeyMaterial::Fernet(_)));
+    }
+
+    #[test]
+    fn options_default_to_checking_salts() {
+        assert!(Options::default().verify_salt_integrity);
+        assert!(
+            !Options::default()
+                .with_verify_salt_integrity(false)
+                .verify_salt_integrity
+        );
     }
 }

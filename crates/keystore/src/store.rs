@@ -406,9 +406,7 @@ mod tests {
     #[test]
     fn salt_hashes_are_ignored_entirely_when_verification_is_off() {
         let v1 = Version::new("v1").unwrap();
-        let off = Options {
-            verify_salt_integrity: false,
-        };
+        let off = Options::default().with_verify_salt_integrity(false);
         let store = KeyStore::new(vec![password("v1", "wrong-hash")], v1, off).unwrap();
         assert!(store.encrypt(b"x").is_ok());
         assert_eq!(store.statistics().integrity_checks, 0);

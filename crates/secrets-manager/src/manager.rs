@@ -81,9 +81,7 @@ impl SecretsManager {
     ///
     /// A salt that fails its integrity check (naming the version).
     pub fn new(config: SecretsConfig) -> Result<Self> {
-        let options = Options {
-            verify_salt_integrity: config.verify_salt_integrity,
-        };
+        let options = Options::default().with_verify_salt_integrity(config.verify_salt_integrity);
         let origins = config.origins;
         let store = KeyStore::new(config.versions, config.active, options).map_err(|e| {
             let version = match &e {
@@ -483,14 +481,13 @@ impl SecretsManager {
             return Err(KeystoreError::DuplicateVersion(name).into());
         }
         let material = match rotation.key {
-            NewKey::Password(password) => KeyMaterial::Password {
+            // A new version's count is its own, and is recorded.
+            NewKey::Password(password) => KeyMaterial::password(
                 password,
-                salt: rotation.salt.unwrap_or_else(Salt::generate),
-                salt_hash: None,
-                iterations: self.iterations,
-                // A new version's count is its own, and is recorded.
-                iterations_recorded: true,
-            },
+                rotation.salt.unwrap_or_else(Salt::generate),
+                self.iterations,
+            )
+            .with_iterations_recorded(true),
             NewKey::Fernet(key) => KeyMaterial::Fernet(key),
         };
         let previous = self.store.active_version();
