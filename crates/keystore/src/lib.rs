@@ -16,6 +16,9 @@
 //!   newest first; every attempt verifies the HMAC.
 //! - Versions are never overwritten; retired versions stop decrypting;
 //!   destroyed versions lose their key but keep their name.
+//! - Cleanup erases every key but no name: afterwards every fallible method
+//!   returns [`KeystoreError::CleanedUp`], while [`KeyStore::active_version`]
+//!   and [`KeyStore::versions`] answer as just before, so they agree.
 
 mod error;
 mod ring;
