@@ -1,12 +1,14 @@
-//! Arbitrary tokens and hints through the facade: never a panic, statistics
-//! stay exact, and anything accepted re-encrypts and decrypts the same.
+//! Arbitrary tokens, hints and time-to-live settings through the facade:
+//! never a panic, statistics stay exact, and anything accepted re-encrypts
+//! and decrypts the same.
 #![no_main]
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use secrets_manager::fernet::Key;
-use secrets_manager::{SecretsConfig, SecretsManager};
+use secrets_manager::{DecryptOptions, SecretsConfig, SecretsManager};
 
 static MANAGER: LazyLock<SecretsManager> = LazyLock::new(|| {
     let config = SecretsConfig::builder()
@@ -22,11 +24,15 @@ static MANAGER: LazyLock<SecretsManager> = LazyLock::new(|| {
     SecretsManager::new(config).unwrap()
 });
 
-fuzz_target!(|input: (&[u8], &str)| {
-    let (token, hint) = input;
+fuzz_target!(|input: (&[u8], &str, Option<(u32, u64)>)| {
+    let (token, hint, ttl) = input;
     let m = &*MANAGER;
+    let mut options = DecryptOptions::new().hint(hint);
+    if let Some((secs, now)) = ttl {
+        options = options.ttl(Duration::from_secs(secs.into())).at_time(now);
+    }
     let before = m.statistics();
-    let result = m.decrypt_with_hint(token, hint);
+    let result = m.decrypt_with(token, &options);
     let after = m.statistics();
     assert_eq!(
         after.decryptions + after.decryption_failures,

@@ -54,7 +54,7 @@ pub(crate) struct Cli {
     pub(crate) from_env: bool,
     /// PBKDF2 iterations for versions that do not record their own.
     #[arg(long, global = true,
-        help_heading = "Global options", default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        help_heading = "Global options", default_value_t = secrets_manager::kdf::DEFAULT_ITERATIONS.get(), value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) iterations: u32,
     /// Print no confirmations (errors and warnings still go to stderr).
     #[arg(long, short, global = true, help_heading = "Global options")]

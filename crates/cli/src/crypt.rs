@@ -4,6 +4,7 @@ use std::io::{BufRead as _, IsTerminal as _, Seek as _, Write as _};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use secrets_manager::DecryptOptions;
 
 use crate::args::Cli;
 use crate::keyring::{explain, load};
@@ -30,12 +31,17 @@ pub(crate) fn decrypt(
     let manager = load(cli)?;
     let input = read_stdin()?;
     let token = input.trim_ascii();
-    let (_, plaintext) = match (ttl, hint) {
-        (Some(secs), _) => manager.decrypt_with_ttl(token, Duration::from_secs(secs)),
-        (None, Some(h)) => manager.decrypt_with_hint(token, h),
-        (None, None) => manager.decrypt(token),
+    // One options value, so a hint given with a TTL is not dropped.
+    let mut options = DecryptOptions::new();
+    if let Some(secs) = ttl {
+        options = options.ttl(Duration::from_secs(secs));
     }
-    .map_err(|e| explain(&manager, e))?;
+    if let Some(h) = hint {
+        options = options.hint(h);
+    }
+    let (_, plaintext) = manager
+        .decrypt_with(token, &options)
+        .map_err(|e| explain(&manager, e))?;
     if !force && std::str::from_utf8(&plaintext).is_err() && std::io::stdout().is_terminal() {
         bail!(
             "the plaintext is binary (not UTF-8 text); refusing to write it to a terminal: redirect stdout, or pass --force"

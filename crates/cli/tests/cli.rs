@@ -171,6 +171,43 @@ fn decrypt_failures() {
     assert!(err.contains("tried: v1"), "{err}");
 }
 
+/// `decrypt --ttl S --hint V` once dropped the hint: both must apply.
+#[test]
+fn decrypt_honours_a_hint_given_with_a_ttl() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    env.ok(&["retire", "v1"], b"");
+    let other = Env::new();
+    other.ok(&["init"], b"");
+    let foreign = other.ok(&["encrypt"], b"x");
+    // No version here opens it; the hint names the retired v1, and the
+    // error says so only if the hint was used.
+    let err = env.fails(&["decrypt", "--ttl", "60", "--hint", "v1"], &foreign, 1);
+    assert!(err.contains("v1 is retired"), "{err}");
+    let err = env.fails(&["decrypt", "--hint", "v1", "--ttl", "60"], &foreign, 1);
+    assert!(err.contains("v1 is retired"), "{err}");
+    // Without the hint nothing points at v1.
+    let err = env.fails(&["decrypt", "--ttl", "60"], &foreign, 1);
+    assert!(
+        err.contains("tried: v2") && !err.contains("retired"),
+        "{err}"
+    );
+    // The TTL still applies with a hint.
+    let (_, old) = env.manager().encrypt_at_time(b"old", 1_000).unwrap();
+    let err = env.fails(
+        &["decrypt", "--ttl", "60", "--hint", "v2"],
+        old.as_bytes(),
+        1,
+    );
+    assert!(err.contains("time-to-live"), "{err}");
+    let fresh = env.ok(&["encrypt"], b"two");
+    assert_eq!(
+        env.ok(&["decrypt", "--hint", "v2", "--ttl", "60"], &fresh),
+        b"two"
+    );
+}
+
 #[test]
 fn rotate_adds_versions_and_keeps_old_tokens_working() {
     let env = Env::new();

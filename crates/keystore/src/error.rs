@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::version::Version;
+use crate::version::{InvalidVersionName, Version};
 
 /// Version names for a message: `v1, v2, v3`, or `none`.
 ///
@@ -53,11 +53,8 @@ impl fmt::Display for DestroyedNote<'_> {
 #[non_exhaustive]
 pub enum KeystoreError {
     /// A version name with characters that cannot be used.
-    #[error("invalid version name '{name}': use 1 to 31 ASCII letters, digits, '_', '-' or '.'")]
-    InvalidVersionName {
-        /// The name as given (escaped, truncated).
-        name: String,
-    },
+    #[error(transparent)]
+    InvalidVersionName(#[from] InvalidVersionName),
     /// The configuration has no versions.
     #[error("no key versions configured")]
     NoVersions,

@@ -16,18 +16,23 @@
 //!   newest first; every attempt verifies the HMAC.
 //! - Versions are never overwritten; retired versions stop decrypting;
 //!   destroyed versions lose their key but keep their name.
+//! - Cleanup erases every key but no name: afterwards every fallible method
+//!   returns [`KeystoreError::CleanedUp`], while [`KeyStore::active_version`]
+//!   and [`KeyStore::versions`] answer as just before, so they agree.
 
 mod error;
+mod ring;
+mod spec;
 mod stats;
 mod store;
 mod version;
 
 pub use crate::error::{KeystoreError, VersionList};
-pub use crate::stats::Statistics;
-pub use crate::store::{
-    KeyKind, KeyMaterial, KeyStore, Options, RotatedToken, Snapshot, VersionInfo, VersionSpec,
-    VersionState,
+pub use crate::spec::{
+    KeyKind, KeyMaterial, Options, Snapshot, VersionInfo, VersionSpec, VersionState,
 };
-pub use crate::version::Version;
+pub use crate::stats::Statistics;
+pub use crate::store::{DecryptOptions, KeyStore, RotatedToken};
+pub use crate::version::{InvalidVersionName, Version};
 /// Re-exported: passwords are [`secrecy::SecretString`]s.
 pub use secrecy;

@@ -6,7 +6,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Operation counts since the key store was created. Each is exact: every
 /// operation that completed is counted once, whatever the concurrency.
+///
+/// `#[non_exhaustive]`, so a counter can be added: read the fields; to
+/// build one (in a test), start from [`Statistics::default`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Statistics {
     /// Tokens made.
     pub encryptions: u64,

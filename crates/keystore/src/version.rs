@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use crate::error::KeystoreError;
-
 /// Longest version name accepted (inline storage keeps `Version` at 32
 /// bytes, cheap to copy on every operation).
 const MAX_LEN: usize = 31;
@@ -22,7 +20,7 @@ const MAX_LEN: usize = 31;
 /// assert_eq!(v.as_str(), "v1");
 /// assert_eq!(v.to_string(), "v1");
 /// assert!(Version::new("v 1").is_err());
-/// # Ok::<(), secrets_manager_keystore::KeystoreError>(())
+/// # Ok::<(), secrets_manager_keystore::InvalidVersionName>(())
 /// ```
 ///
 /// Stored inline (no heap, no reference count), so handing a version to
@@ -38,16 +36,16 @@ impl Version {
     ///
     /// # Errors
     ///
-    /// [`KeystoreError::InvalidVersionName`] for an empty or over-long name
-    /// or one with other characters.
-    pub fn new(name: &str) -> Result<Self, KeystoreError> {
+    /// [`InvalidVersionName`] for an empty or over-long name or one with
+    /// other characters.
+    pub fn new(name: &str) -> Result<Self, InvalidVersionName> {
         let valid = !name.is_empty()
             && name.len() <= MAX_LEN
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if !valid {
-            return Err(KeystoreError::InvalidVersionName {
+            return Err(InvalidVersionName {
                 name: printable(name),
             });
         }
@@ -55,7 +53,7 @@ impl Version {
         for (dst, src) in bytes.iter_mut().zip(name.bytes()) {
             *dst = src.to_ascii_lowercase();
         }
-        // At most 64, checked above.
+        // At most `MAX_LEN`, checked above.
         Ok(Self {
             len: name.len() as u8,
             bytes,
@@ -68,7 +66,7 @@ impl Version {
     /// # Errors
     ///
     /// As [`Version::new`].
-    pub fn from_setting(text: &str) -> Result<Self, KeystoreError> {
+    pub fn from_setting(text: &str) -> Result<Self, InvalidVersionName> {
         Self::new(text.trim().trim_matches(|c| c == '"' || c == '\''))
     }
 
@@ -77,6 +75,36 @@ impl Version {
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever stored (checked in `new`).
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+/// A version name that cannot be used: empty, longer than 31 characters,
+/// or with characters other than ASCII letters, digits, `_`, `-` and `.`.
+///
+/// Its own type, rather than a [`KeystoreError`](crate::KeystoreError)
+/// variant, so that names can be checked without the key store's errors;
+/// `KeystoreError` (and the facade's error) convert from it.
+///
+/// ```
+/// use secrets_manager_keystore::Version;
+///
+/// let err = Version::new("v 1").unwrap_err();
+/// assert_eq!(err.name(), "v 1");
+/// assert!(err.to_string().starts_with("invalid version name 'v 1'"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid version name '{name}': use 1 to 31 ASCII letters, digits, '_', '-' or '.'")]
+pub struct InvalidVersionName {
+    /// The name as given, escaped and truncated.
+    name: String,
+}
+
+impl InvalidVersionName {
+    /// The name as given (control characters escaped, at most 31
+    /// characters shown), for messages.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -137,7 +165,7 @@ impl AsRef<str> for Version {
 }
 
 impl std::str::FromStr for Version {
-    type Err = KeystoreError;
+    type Err = InvalidVersionName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::new(s)
@@ -165,11 +193,21 @@ mod tests {
         for bad in ["", "a b", "v=1", "v\n1", &"x".repeat(32)] {
             let err = Version::new(bad).unwrap_err();
             assert!(
-                matches!(err, KeystoreError::InvalidVersionName { .. }),
+                err.to_string().starts_with("invalid version name '"),
                 "{bad:?}"
             );
+            // The store's error wraps it with the same message.
+            let wrapped = crate::KeystoreError::from(err.clone());
+            assert!(
+                matches!(&wrapped, crate::KeystoreError::InvalidVersionName(e) if *e == err),
+                "{bad:?}"
+            );
+            assert_eq!(wrapped.to_string(), err.to_string());
         }
-        let msg = Version::new("a\nb").unwrap_err().to_string();
-        assert!(msg.contains("a\\nb"), "{msg}");
+        let err = Version::new("a\nb").unwrap_err();
+        assert_eq!(err.name(), "a\\nb");
+        assert!(err.to_string().contains("'a\\nb'"), "{err}");
+        let long = Version::new(&"x".repeat(40)).unwrap_err();
+        assert_eq!(long.name(), format!("{}…", "x".repeat(31)));
     }
 }

@@ -167,13 +167,11 @@ impl Pending {
                 // without a record is read with the reader's setting, which
                 // is not.
                 let own = recorded.is_some() || self.origin.is_none();
-                Some(KeyMaterial::Password {
-                    password,
-                    salt,
-                    salt_hash,
-                    iterations: recorded.unwrap_or(iterations),
-                    iterations_recorded: own,
-                })
+                Some(
+                    KeyMaterial::password(password, salt, recorded.unwrap_or(iterations))
+                        .with_salt_hash(salt_hash)
+                        .with_iterations_recorded(own),
+                )
             }
             PendingSource::Fernet(text) => {
                 let key =

@@ -110,3 +110,11 @@ impl From<persist::PersistError> for Error {
         Self::Persist(Arc::new(e))
     }
 }
+
+/// A bad version name is a key store error, as it was before names got an
+/// error of their own, so callers match it in one place.
+impl From<keystore::InvalidVersionName> for Error {
+    fn from(e: keystore::InvalidVersionName) -> Self {
+        Self::Keystore(e.into())
+    }
+}

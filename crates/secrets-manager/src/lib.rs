@@ -50,7 +50,7 @@ pub use crate::manager::{Rotation, SecretsManager};
 pub use crate::reload::{ReloadReport, WatchHandle};
 pub use crate::url::open_keyring;
 pub use secrets_manager_kdf::Salt;
-pub use secrets_manager_keystore::{Statistics, Version};
+pub use secrets_manager_keystore::{DecryptOptions, Statistics, Version};
 
 /// The Fernet token codec (`secrets-manager-fernet`).
 pub mod fernet {

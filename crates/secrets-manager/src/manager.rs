@@ -13,7 +13,8 @@ use crate::config::{SecretsConfig, WarningHook};
 use crate::error::{Error, Result};
 use crate::kdf::Salt;
 use crate::keystore::{
-    KeyMaterial, KeyStore, KeystoreError, Options, VersionInfo, VersionSpec, VersionState,
+    DecryptOptions, KeyMaterial, KeyStore, KeystoreError, Options, VersionInfo, VersionSpec,
+    VersionState,
 };
 use crate::persist::{FileStore, KeyringStore, Source, WriteWarning};
 use crate::storage::Change;
@@ -58,8 +59,6 @@ pub(crate) struct Inner {
     pub(crate) store: KeyStore,
     pub(crate) iterations: NonZeroU32,
     audit: Option<AuditHook>,
-    /// The active version when `cleanup` ran, for `active_version` after it.
-    last_active: Mutex<Version>,
     /// Serialises changes (rotation, lifecycle, reloads, writes), so a
     /// store write and the matching change in memory happen as one.
     writer: Mutex<()>,
@@ -88,9 +87,7 @@ impl SecretsManager {
     ///
     /// A salt that fails its integrity check (naming the version).
     pub fn new(config: SecretsConfig) -> Result<Self> {
-        let options = Options {
-            verify_salt_integrity: config.verify_salt_integrity,
-        };
+        let options = Options::default().with_verify_salt_integrity(config.verify_salt_integrity);
         let origins = config.origins;
         let store = KeyStore::new(config.versions, config.active, options).map_err(|e| {
             let version = match &e {
@@ -113,7 +110,6 @@ impl SecretsManager {
                 store,
                 iterations: config.kdf_iterations,
                 audit: config.audit,
-                last_active: Mutex::new(config.active),
                 writer: Mutex::new(()),
                 keyring: config.keyring,
                 warning: config.warning,
@@ -169,7 +165,7 @@ impl SecretsManager {
     ///
     /// A malformed token, or no version opens it.
     pub fn decrypt(&self, token: impl AsRef<[u8]>) -> Result<(Version, Zeroizing<Vec<u8>>)> {
-        self.decrypt_inner(token.as_ref(), None, None)
+        self.decrypt_with(token, &DecryptOptions::new())
     }
 
     /// As [`decrypt`](Self::decrypt), trying `hint` first (an unknown hint
@@ -183,7 +179,7 @@ impl SecretsManager {
         token: impl AsRef<[u8]>,
         hint: &str,
     ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
-        self.decrypt_inner(token.as_ref(), Some(hint), None)
+        self.decrypt_with(token, &DecryptOptions::new().hint(hint))
     }
 
     /// As [`decrypt`](Self::decrypt), accepting only a token no older than
@@ -197,32 +193,52 @@ impl SecretsManager {
         token: impl AsRef<[u8]>,
         ttl: Duration,
     ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
-        self.decrypt_inner(token.as_ref(), None, Some(ttl))
+        self.decrypt_with(token, &DecryptOptions::new().ttl(ttl))
     }
 
-    fn decrypt_inner(
+    /// Decrypts with every option at once: a hint, a time-to-live and the
+    /// time to check it against, in any combination (the other `decrypt`
+    /// methods are this with one option set).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use secrets_manager::{DecryptOptions, SecretsConfig, SecretsManager};
+    ///
+    /// let config = SecretsConfig::builder()
+    ///     .key("v1", "password", "salt")
+    ///     .kdf_iterations(1_000)
+    ///     .build()?;
+    /// let manager = SecretsManager::new(config)?;
+    /// let (_, token) = manager.encrypt_at_time(b"data", 1_000)?;
+    /// let options = DecryptOptions::new()
+    ///     .hint("v1")
+    ///     .ttl(Duration::from_secs(60))
+    ///     .at_time(1_030);
+    /// let (version, plaintext) = manager.decrypt_with(&token, &options)?;
+    /// assert_eq!((version.as_str(), &plaintext[..]), ("v1", &b"data"[..]));
+    /// assert!(manager.decrypt_with(&token, &options.at_time(1_061)).is_err());
+    /// # Ok::<(), secrets_manager::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](Self::decrypt), and a token outside its time-to-live.
+    pub fn decrypt_with(
         &self,
-        token: &[u8],
-        hint: Option<&str>,
-        ttl: Option<Duration>,
+        token: impl AsRef<[u8]>,
+        options: &DecryptOptions,
     ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
-        let now = if ttl.is_some() {
-            fernet::unix_time()
-        } else {
-            0
-        };
-        match self.inner.store.decrypt(token, hint, ttl, now) {
+        match self.inner.store.decrypt_with(token.as_ref(), options) {
             Ok((version, plaintext)) => {
                 self.inner.emit(|| AuditEvent::Decryption {
                     version,
-                    was_hint: hint.and_then(|h| Version::from_setting(h).ok()) == Some(version),
+                    was_hint: options.hint == Some(version),
                 });
                 Ok((version, plaintext))
             }
             Err(e) => {
-                self.inner.emit(|| AuditEvent::DecryptionFailed {
-                    hint: hint.and_then(|h| Version::from_setting(h).ok()),
-                });
+                self.inner
+                    .emit(|| AuditEvent::DecryptionFailed { hint: options.hint });
                 Err(e.into())
             }
         }
@@ -296,23 +312,20 @@ impl SecretsManager {
         })
     }
 
-    /// The active version (after [`cleanup`](Self::cleanup), the one that
-    /// was active then).
+    /// The active version. After [`cleanup`](Self::cleanup), the one that
+    /// was active when it ran, which is always one of
+    /// [`versions`](Self::versions).
     #[must_use]
     pub fn active_version(&self) -> Version {
-        self.inner.store.active_version().unwrap_or_else(|_| {
-            *self
-                .inner
-                .last_active
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-        })
+        self.inner.store.active_version()
     }
 
-    /// The versions, in the order added (empty after cleanup).
+    /// The versions, in the order added. After [`cleanup`](Self::cleanup),
+    /// the versions there were when it ran: cleanup erases secrets, and
+    /// names are not secret.
     #[must_use]
     pub fn versions(&self) -> Vec<Version> {
-        self.inner.store.versions().unwrap_or_default()
+        self.inner.store.versions()
     }
 
     /// Each version's state, activation time, iterations and decryption
@@ -320,7 +333,8 @@ impl SecretsManager {
     ///
     /// # Errors
     ///
-    /// After [`cleanup`](Self::cleanup).
+    /// After [`cleanup`](Self::cleanup) (it describes keys, and none are
+    /// left), as every other fallible method.
     pub fn version_info(&self) -> Result<Vec<VersionInfo>> {
         Ok(self.inner.store.version_info()?)
     }
@@ -337,7 +351,7 @@ impl SecretsManager {
     pub fn activate_version(&self, version: &str) -> Result<()> {
         let version = Version::new(version)?;
         let _writer = self.inner.writer();
-        let previous = self.inner.store.active_version()?;
+        let previous = self.inner.store.active_version();
         let at = fernet::unix_time();
         self.check_state(version, |state| match state {
             VersionState::Retired => Err(KeystoreError::VersionRetired(version)),
@@ -407,7 +421,7 @@ impl SecretsManager {
     }
 
     fn check_not_active(&self, version: Version) -> Result<()> {
-        let active = self.inner.store.active_version()?;
+        let active = self.inner.store.active_version();
         self.check_state(version, |_| {
             if version == active {
                 Err(KeystoreError::ActiveVersion(version))
@@ -430,16 +444,12 @@ impl SecretsManager {
     }
 
     /// Zeroizes every password, salt and key. Afterwards every operation
-    /// returns an error saying the manager was cleaned up. Dropping the
-    /// manager zeroizes everything too.
+    /// that returns a `Result` fails with an error saying the manager was
+    /// cleaned up; [`active_version`](Self::active_version) and
+    /// [`versions`](Self::versions), which cannot fail, keep answering as
+    /// they did just before (names are not secret), so they still agree.
+    /// Dropping the manager zeroizes everything too.
     pub fn cleanup(&self) {
-        if let Ok(active) = self.inner.store.active_version() {
-            *self
-                .inner
-                .last_active
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = active;
-        }
         self.inner.store.cleanup();
         self.inner.emit(|| AuditEvent::Cleanup);
     }
@@ -449,21 +459,28 @@ impl SecretsManager {
     fn rotate(&self, rotation: Rotation<'_>) -> Result<Version> {
         let name = Version::new(&rotation.version)?;
         let _writer = self.inner.writer();
-        let previous = self.inner.store.active_version()?;
-        if self.inner.store.versions()?.contains(&name) {
+        // `version_info` fails once cleaned up, before anything is written;
+        // the names alone would still be there.
+        if self
+            .inner
+            .store
+            .version_info()?
+            .iter()
+            .any(|i| i.version == name)
+        {
             return Err(KeystoreError::DuplicateVersion(name).into());
         }
         let material = match rotation.key {
-            NewKey::Password(password) => KeyMaterial::Password {
+            // A new version's count is its own, and is recorded.
+            NewKey::Password(password) => KeyMaterial::password(
                 password,
-                salt: rotation.salt.unwrap_or_else(Salt::generate),
-                salt_hash: None,
-                iterations: self.inner.iterations,
-                // A new version's count is its own, and is recorded.
-                iterations_recorded: true,
-            },
+                rotation.salt.unwrap_or_else(Salt::generate),
+                self.inner.iterations,
+            )
+            .with_iterations_recorded(true),
             NewKey::Fernet(key) => KeyMaterial::Fernet(key),
         };
+        let previous = self.inner.store.active_version();
         let spec = VersionSpec::new(name, material)
             .with_activated_at(rotation.activate.then(fernet::unix_time));
         let change = Change::Add {

@@ -310,6 +310,7 @@ fn stored(
             salt_hash,
             iterations,
             iterations_recorded,
+            ..
         }) => {
             let key = StoredKey::Password {
                 password: password.expose_secret().into(),

@@ -103,13 +103,12 @@ fn debug_errors_events_and_logs_carry_no_secret() {
     show("fernet", format!("{f:?}"));
     show("multi", format!("{:?}", MultiFernet::new(vec![f]).unwrap()));
     show("salt", format!("{:?}", Salt::from(SALT)));
-    let material = KeyMaterial::Password {
-        password: PASSWORD.into(),
-        salt: Salt::from(SALT),
-        salt_hash: Some(Salt::from(SALT).sha256_hex()),
-        iterations: secrets_manager::kdf::DEFAULT_ITERATIONS,
-        iterations_recorded: true,
-    };
+    let material = KeyMaterial::password(
+        PASSWORD,
+        Salt::from(SALT),
+        secrets_manager::kdf::DEFAULT_ITERATIONS,
+    )
+    .with_salt_hash(Some(Salt::from(SALT).sha256_hex()));
     show("material", format!("{material:?}"));
     show(
         "raw material",

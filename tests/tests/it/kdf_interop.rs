@@ -13,7 +13,7 @@ fn derived_keys_and_tokens_match_python() {
         (
             "my-secret-password".into(),
             Salt::from("random-salt-value"),
-            100_000,
+            secrets_manager::kdf::DEFAULT_ITERATIONS.get(),
         ),
         ("pässwörd ✓".into(), Salt::from("73616c74"), 1_000),
         ("x".repeat(100), Salt::from("c2FsdA=="), 2_000), // longer than a SHA-256 block

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrets_manager::keystore::{KeystoreError, VersionState};
-use secrets_manager::{AuditEvent, Error, Salt, SecretsConfig, SecretsManager, Statistics};
+use secrets_manager::{
+    AuditEvent, DecryptOptions, Error, Salt, SecretsConfig, SecretsManager, Statistics,
+};
 
 /// Fast derivations for tests; the default (100 000) is checked once below.
 const ITER: u32 = 1_000;
@@ -123,6 +125,49 @@ fn hints_are_tried_first_case_insensitively_and_unknown_hints_are_ignored() {
     assert_eq!(hints, [true, false, false]);
 }
 
+/// One options value: a hint, a TTL and the time together, none dropped.
+#[test]
+fn decrypt_with_applies_the_hint_the_ttl_and_the_time_together() {
+    let (m, seen) = events(
+        SecretsConfig::builder()
+            .key("v1", "p1", "s1")
+            .key("v2", "p2", "s2")
+            .active_version("v1")
+            .kdf_iterations(ITER),
+    );
+    let (_, t1) = m.encrypt_at_time(b"x", 1_000).unwrap();
+    m.activate_version("v2").unwrap();
+    let options = DecryptOptions::new()
+        .hint("v1")
+        .ttl(Duration::from_secs(60))
+        .at_time(1_010);
+    let (used, plaintext) = m.decrypt_with(&t1, &options).unwrap();
+    assert_eq!((used.as_str(), &plaintext[..]), ("v1", &b"x"[..]));
+    let err = m.decrypt_with(&t1, &options.at_time(1_061)).unwrap_err();
+    assert!(err.to_string().contains("time-to-live"), "{err}");
+    // The plain forms are this with one option set.
+    assert_eq!(m.decrypt_with_hint(&t1, "v1").unwrap().0, "v1");
+    assert!(m.decrypt_with_ttl(&t1, Duration::from_secs(60)).is_err());
+    let seen = seen.lock().unwrap();
+    let decryptions: Vec<String> = seen
+        .iter()
+        .filter_map(|e| match e {
+            AuditEvent::Decryption { version, was_hint } => Some(format!("{version} {was_hint}")),
+            AuditEvent::DecryptionFailed { hint } => Some(format!("failed {hint:?}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        decryptions,
+        [
+            "v1 true",
+            "failed Some(Version(\"v1\"))",
+            "v1 true",
+            "failed None"
+        ]
+    );
+}
+
 #[test]
 fn statistics_are_exact() {
     let m = manager_v1();
@@ -132,21 +177,18 @@ fn statistics_are_exact() {
     }
     assert!(m.decrypt("not a token").is_err());
     m.rotate_to_new_version("v2", "pw").apply().unwrap();
-    let s = m.statistics();
-    assert_eq!(
-        s,
-        Statistics {
-            encryptions: 5,
-            decryptions: 5,
-            decryption_failures: 1,
-            rotations: 1,
-            cache_hits: 9,
-            // v1 on first use; v2 when the rotation derived it, before
-            // publishing it, so no reader waits for a derivation.
-            cache_misses: 2,
-            integrity_checks: 0,
-        }
-    );
+    // Every counter is compared: one added later must start at zero.
+    let mut expected = Statistics::default();
+    expected.encryptions = 5;
+    expected.decryptions = 5;
+    expected.decryption_failures = 1;
+    expected.rotations = 1;
+    expected.cache_hits = 9;
+    // v1 on first use; v2 when the rotation derived it, before publishing
+    // it, so no reader waits for a derivation.
+    expected.cache_misses = 2;
+    expected.integrity_checks = 0;
+    assert_eq!(m.statistics(), expected);
 }
 
 #[test]
@@ -401,6 +443,10 @@ fn clear_cache_derives_again() {
 fn cleanup_ends_every_operation() {
     let m = manager_v1();
     let (_, t) = m.encrypt(b"x").unwrap();
+    m.rotate_to_new_version("v2", "p2")
+        .activate(false)
+        .apply()
+        .unwrap();
     m.cleanup();
     let errors = [
         m.encrypt(b"x").unwrap_err(),
@@ -408,17 +454,45 @@ fn cleanup_ends_every_operation() {
         m.decrypt(&t).unwrap_err(),
         m.decrypt_with_hint(&t, "v1").unwrap_err(),
         m.decrypt_with_ttl(&t, Duration::from_secs(9)).unwrap_err(),
+        m.decrypt_with(&t, &DecryptOptions::new().hint("v2"))
+            .unwrap_err(),
         m.rotate_token(&t).unwrap_err(),
+        m.rotate_to_new_version("v3", "p").apply().unwrap_err(),
+        // A name it has: still "cleaned up", not "already exists".
         m.rotate_to_new_version("v2", "p").apply().unwrap_err(),
-        m.retire_version("v1").unwrap_err(),
+        m.activate_version("v2").unwrap_err(),
+        m.retire_version("v2").unwrap_err(),
+        m.destroy_version("v2").unwrap_err(),
         m.version_info().unwrap_err(),
     ];
     for e in errors {
+        assert!(
+            matches!(e, Error::Keystore(KeystoreError::CleanedUp)),
+            "{e}"
+        );
         assert!(e.to_string().contains("cleaned up"), "{e}");
     }
-    assert_eq!(m.active_version(), "v1");
-    assert!(m.versions().is_empty());
     m.cleanup(); // twice is harmless
+}
+
+/// After cleanup the active version was reported while `versions()` was
+/// empty: the names stay, so the two agree.
+#[test]
+fn after_cleanup_the_active_version_is_among_the_versions() {
+    let m = manager_v1();
+    m.rotate_to_new_version("v2", "p2").apply().unwrap();
+    m.rotate_to_new_version("v3", "p3")
+        .activate(false)
+        .apply()
+        .unwrap();
+    let (versions, active) = (m.versions(), m.active_version());
+    assert_eq!(active, "v2");
+    m.cleanup();
+    assert_eq!(m.active_version(), active);
+    assert_eq!(m.versions(), versions);
+    assert!(m.versions().contains(&m.active_version()));
+    assert!(m.version_info().is_err());
+    assert!(format!("{m:?}").contains("cleaned_up: true"));
 }
 
 #[test]
@@ -505,6 +579,8 @@ fn retired_and_destroyed_versions_fail_with_errors_naming_them() {
 
 #[test]
 fn default_iterations_match_python() {
+    // Python's default written out, the one place it is: this pins
+    // `DEFAULT_ITERATIONS` itself.
     let config = SecretsConfig::builder()
         .key("v1", "p", "s")
         .build()

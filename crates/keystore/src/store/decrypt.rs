@@ -1,0 +1,389 @@
+//! The decrypt path: parse once, try versions in the trial order, and say
+//! why when none opens the token.
+
+use std::time::Duration;
+
+use secrets_manager_fernet::UnverifiedToken;
+use secrets_manager_fernet::zeroize::Zeroizing;
+
+use super::KeyStore;
+use crate::error::KeystoreError;
+use crate::ring::{Entry, trial_order};
+use crate::spec::VersionState;
+use crate::stats::Counter;
+use crate::version::Version;
+
+/// A token re-encrypted by [`KeyStore::rotate_token`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RotatedToken {
+    /// The version that decrypted the original.
+    pub from: Version,
+    /// The version that encrypted the new token (the active one).
+    pub to: Version,
+    /// The new token.
+    pub token: String,
+    /// Length of the message inside, in bytes.
+    pub plaintext_len: usize,
+}
+
+/// How to decrypt a token: the version to try first, a time-to-live, and
+/// the time to check it against. One value, so every combination is
+/// expressible and none is dropped on the way down.
+///
+/// ```
+/// use std::time::Duration;
+/// use secrets_manager_fernet::Key;
+/// use secrets_manager_keystore::{
+///     DecryptOptions, KeyMaterial, KeyStore, Options, Version, VersionSpec,
+/// };
+///
+/// let v1 = Version::new("v1")?;
+/// let spec = VersionSpec::new(v1, KeyMaterial::Fernet(Key::generate()));
+/// let store = KeyStore::new(vec![spec], v1, Options::default())?;
+/// let (_, token) = store.encrypt_at_time(b"hello", 1_000)?;
+///
+/// let options = DecryptOptions::new()
+///     .hint("v1")
+///     .ttl(Duration::from_secs(60))
+///     .at_time(1_030);
+/// assert_eq!(options.hint, Some(v1));
+/// let (used, plaintext) = store.decrypt_with(token.as_bytes(), &options)?;
+/// assert_eq!((used, &plaintext[..]), (v1, &b"hello"[..]));
+/// // A minute and a half later the token is too old.
+/// assert!(store.decrypt_with(token.as_bytes(), &options.at_time(1_090)).is_err());
+/// # Ok::<(), secrets_manager_keystore::KeystoreError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct DecryptOptions {
+    /// The version to try first. Only orders the attempts: a wrong hint
+    /// costs one attempt, never a failure.
+    pub hint: Option<Version>,
+    /// Accept only a token no older than this and no more than 60 s in
+    /// the future (whole seconds, as in Python). `None`: no time check.
+    pub ttl: Option<Duration>,
+    /// The time (Unix seconds) the TTL is checked against; `None` reads
+    /// the clock, and only when there is a TTL.
+    pub now: Option<u64>,
+}
+
+impl DecryptOptions {
+    /// No hint, no TTL: every usable version is tried, whatever the token's
+    /// age.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tries this version first. The name is read as a setting (surrounding
+    /// whitespace and quotes stripped, case ignored); a name that is not a
+    /// valid version name is ignored, as the Python package ignores an
+    /// unknown hint, and so is one the store does not have.
+    #[must_use]
+    pub fn hint(mut self, version: impl AsRef<str>) -> Self {
+        self.hint = Version::from_setting(version.as_ref()).ok();
+        self
+    }
+
+    /// Accepts only a token no older than `ttl` and no more than 60 s in
+    /// the future.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Checks the TTL against `unix_secs` instead of the clock.
+    #[must_use]
+    pub fn at_time(mut self, unix_secs: u64) -> Self {
+        self.now = Some(unix_secs);
+        self
+    }
+}
+
+/// A decrypted token: the version that opened it, its timestamp and the
+/// message.
+type Opened = (Version, u64, Zeroizing<Vec<u8>>);
+
+impl KeyStore {
+    /// Decrypts a token with no hint and no TTL: see
+    /// [`decrypt_with`](Self::decrypt_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt_with`](Self::decrypt_with).
+    pub fn decrypt(&self, token: &[u8]) -> Result<(Version, Zeroizing<Vec<u8>>), KeystoreError> {
+        self.decrypt_with(token, &DecryptOptions::new())
+    }
+
+    /// Decrypts a token, trying versions in this order: the hint; the
+    /// version that was active at the token's timestamp; the active
+    /// version; every other usable version, newest first. The timestamp
+    /// only orders the attempts: every attempt verifies the HMAC. A hint the
+    /// store does not have is ignored, as in the Python package.
+    ///
+    /// With a TTL, the token must be no older than it and no more than 60 s
+    /// in the future, relative to [`DecryptOptions::at_time`] or the clock.
+    ///
+    /// # Errors
+    ///
+    /// A malformed or expired token, no version that opens it (naming a
+    /// retired or destroyed version when that is why), or a cleaned-up
+    /// store.
+    pub fn decrypt_with(
+        &self,
+        token: &[u8],
+        options: &DecryptOptions,
+    ) -> Result<(Version, Zeroizing<Vec<u8>>), KeystoreError> {
+        self.open_counted(token, options)
+            .map(|(v, _, msg)| (v, msg))
+    }
+
+    /// Re-encrypts a token under the active version, keeping its timestamp.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](Self::decrypt) (no TTL is applied), or
+    /// [`encrypt`](Self::encrypt).
+    pub fn rotate_token(&self, token: &[u8]) -> Result<RotatedToken, KeystoreError> {
+        let (from, timestamp, msg) = self.open_counted(token, &DecryptOptions::new())?;
+        let (to, token) = self.encrypt_at_time(&msg, timestamp)?;
+        Ok(RotatedToken {
+            from,
+            to,
+            token,
+            plaintext_len: msg.len(),
+        })
+    }
+
+    /// `open`, counted: a decryption (with its one implied key lookup) or a
+    /// failure, plus any further lookups the trial needed.
+    fn open_counted(
+        &self,
+        token: &[u8],
+        options: &DecryptOptions,
+    ) -> Result<Opened, KeystoreError> {
+        let mut lookups = 0;
+        let result = self.open(token, options, &mut lookups);
+        let (counter, extra) = match result {
+            Ok(_) => (Counter::Decryptions, lookups.saturating_sub(1)),
+            Err(_) => (Counter::DecryptionFailures, lookups),
+        };
+        if extra > 0 {
+            self.counters.add(Counter::ExtraLookups, extra);
+        }
+        self.counters.add(counter, 1);
+        result
+    }
+
+    fn open(
+        &self,
+        token: &[u8],
+        options: &DecryptOptions,
+        lookups: &mut u64,
+    ) -> Result<Opened, KeystoreError> {
+        let state = self.state();
+        let ring = state.live()?;
+        // The clock is read only when a TTL needs it.
+        let now = match (options.ttl, options.now) {
+            (Some(_), None) => secrets_manager_fernet::unix_time(),
+            (_, now) => now.unwrap_or(0),
+        };
+        let parsed = UnverifiedToken::parse(token).map_err(|_| KeystoreError::InvalidToken)?;
+        parsed
+            .check_ttl(options.ttl, now)
+            .map_err(|_| KeystoreError::InvalidToken)?;
+
+        let hinted = options.hint.and_then(|v| ring.index.get(&v).copied());
+        let by_time = ring.active_at(parsed.timestamp());
+        let first = [hinted, by_time, Some(ring.active)];
+        // The first candidate opens most tokens: try it before building
+        // the trial order (which starts with it), keeping the common path
+        // short.
+        let first_choice = hinted.or(by_time).unwrap_or(ring.active);
+        let mut token = match self.try_open(&ring.entries[first_choice], parsed, lookups)? {
+            Ok(opened) => return Ok(opened),
+            Err(unopened) => unopened,
+        };
+        for index in trial_order(ring.entries.len(), first).skip(1) {
+            token = match self.try_open(&ring.entries[index], token, lookups)? {
+                Ok(opened) => return Ok(opened),
+                Err(unopened) => unopened,
+            };
+        }
+
+        // Say why, when the version that made it is gone: a retired
+        // version's key still verifies the token (its MAC, nothing is
+        // decrypted); a destroyed one is named by the hint or the token's
+        // time.
+        for entry in ring.entries.iter().rev() {
+            if entry.state != VersionState::Retired {
+                continue;
+            }
+            let fernet = match entry.cache.fernet.get() {
+                Some(fernet) => fernet,
+                None => self.derive(entry)?,
+            };
+            token = match token.verify(fernet) {
+                Ok(_) => return Err(KeystoreError::VersionRetired(entry.name)),
+                Err(unopened) => unopened,
+            };
+        }
+        for index in [hinted, by_time].into_iter().flatten() {
+            let entry = &ring.entries[index];
+            match entry.state {
+                VersionState::Retired => return Err(KeystoreError::VersionRetired(entry.name)),
+                VersionState::Destroyed => return Err(KeystoreError::VersionDestroyed(entry.name)),
+                VersionState::Usable => {}
+            }
+        }
+        let tried = trial_order(ring.entries.len(), first)
+            .filter(|&i| ring.entries[i].state == VersionState::Usable)
+            .map(|i| ring.entries[i].name)
+            .collect();
+        let destroyed = ring
+            .entries
+            .iter()
+            .filter(|e| e.state == VersionState::Destroyed)
+            .map(|e| e.name)
+            .collect();
+        Err(KeystoreError::DecryptionFailed { tried, destroyed })
+    }
+
+    /// One attempt: the token back if this version does not open it.
+    #[inline]
+    fn try_open(
+        &self,
+        entry: &Entry,
+        token: UnverifiedToken,
+        lookups: &mut u64,
+    ) -> Result<Result<Opened, UnverifiedToken>, KeystoreError> {
+        if entry.state != VersionState::Usable {
+            return Ok(Err(token));
+        }
+        *lookups += 1;
+        let fernet = match entry.cache.fernet.get() {
+            Some(fernet) => fernet,
+            None => self.derive(entry)?,
+        };
+        let verified = match token.verify(fernet) {
+            Ok(verified) => verified,
+            Err(unopened) => return Ok(Err(unopened)),
+        };
+        let timestamp = verified.timestamp();
+        Ok(verified.decrypt().map(|msg| {
+            entry.decryptions.incr();
+            (entry.name, timestamp, msg)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrets_manager_fernet::{Fernet, Key};
+
+    use super::*;
+    use crate::spec::{KeyMaterial, Options, VersionSpec};
+
+    fn store(active: &str) -> KeyStore {
+        let specs = ["v1", "v2", "v3"]
+            .map(|v| {
+                VersionSpec::new(
+                    Version::new(v).unwrap(),
+                    KeyMaterial::Fernet(Key::generate()),
+                )
+            })
+            .into();
+        KeyStore::new(specs, Version::new(active).unwrap(), Options::default()).unwrap()
+    }
+
+    #[test]
+    fn the_hint_is_tried_first_when_a_ttl_is_set_too() {
+        let s = store("v3");
+        s.activate(&Version::new("v1").unwrap(), None).unwrap();
+        let (_, token) = s.encrypt_at_time(b"x", 1_000).unwrap();
+        s.activate(&Version::new("v3").unwrap(), None).unwrap();
+        let misses = s.statistics().cache_misses;
+        let options = DecryptOptions::new()
+            .ttl(Duration::from_secs(60))
+            .hint("V1")
+            .at_time(1_030);
+        let (used, msg) = s.decrypt_with(token.as_bytes(), &options).unwrap();
+        assert_eq!((used.as_str(), &msg[..]), ("v1", &b"x"[..]));
+        // v1 was cached and opened it: nothing else was derived, nothing
+        // else was looked up.
+        let stats = s.statistics();
+        assert_eq!(stats.cache_misses, misses);
+        assert_eq!(stats.cache_hits + stats.cache_misses, 3 + 1);
+    }
+
+    #[test]
+    fn a_retired_hint_is_named_when_nothing_opens_a_token_within_its_ttl() {
+        let s = store("v3");
+        let v1 = Version::new("v1").unwrap();
+        s.retire(&v1).unwrap();
+        let foreign = Fernet::new(&Key::generate()).encrypt_at_time(b"x", 1_000);
+        let options = DecryptOptions::new()
+            .hint("v1")
+            .ttl(Duration::from_secs(60))
+            .at_time(1_001);
+        assert_eq!(
+            s.decrypt_with(foreign.as_bytes(), &options),
+            Err(KeystoreError::VersionRetired(v1))
+        );
+        // Without the hint nothing points at v1.
+        let no_hint = DecryptOptions::new()
+            .ttl(Duration::from_secs(60))
+            .at_time(1_001);
+        assert!(matches!(
+            s.decrypt_with(foreign.as_bytes(), &no_hint),
+            Err(KeystoreError::DecryptionFailed { .. })
+        ));
+    }
+
+    #[test]
+    fn the_ttl_is_checked_against_the_given_time_whatever_the_hint() {
+        let s = store("v2");
+        let (_, token) = s.encrypt_at_time(b"x", 1_000).unwrap();
+        let ttl = DecryptOptions::new()
+            .hint("v2")
+            .ttl(Duration::from_secs(60));
+        for (now, ok) in [(1_060, true), (1_061, false), (940, true), (939, false)] {
+            assert_eq!(
+                s.decrypt_with(token.as_bytes(), &ttl.at_time(now)).is_ok(),
+                ok,
+                "at {now}"
+            );
+        }
+        assert_eq!(
+            s.decrypt_with(token.as_bytes(), &ttl.at_time(5_000)),
+            Err(KeystoreError::InvalidToken)
+        );
+        // Without a TTL the time does not matter; with one and no time, the
+        // clock says the token is long expired.
+        assert!(
+            s.decrypt_with(token.as_bytes(), &DecryptOptions::new().at_time(5_000))
+                .is_ok()
+        );
+        assert_eq!(
+            s.decrypt_with(token.as_bytes(), &ttl),
+            Err(KeystoreError::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn unusable_hints_are_ignored() {
+        let s = store("v2");
+        let (_, token) = s.encrypt(b"x").unwrap();
+        assert_eq!(DecryptOptions::new().hint("not a name").hint, None);
+        assert_eq!(
+            DecryptOptions::new().hint(" 'V3' ").hint,
+            Some(Version::new("v3").unwrap())
+        );
+        for hint in ["not a name", "v9", ""] {
+            let options = DecryptOptions::new().hint(hint);
+            assert_eq!(s.decrypt_with(token.as_bytes(), &options).unwrap().0, "v2");
+        }
+    }
+}
