@@ -122,6 +122,7 @@ pub(crate) enum Command {
     #[command(after_help = "Examples:
   secrets-manager rotate --new-version v2                 # random password and salt
   secrets-manager rotate --new-version v3 --no-activate   # stage, then `activate v3`
+  secrets-manager rotate --new-version v5 --activate-after 10m   # every process switches in 10 minutes
   secrets-manager rotate --new-version v4 --password-file pw.txt --salt c2FsdHNhbHRzYWx0
   secrets-manager keygen | secrets-manager rotate --new-version raw1 --fernet-key-stdin")]
     Rotate {
@@ -132,6 +133,11 @@ pub(crate) enum Command {
         /// switches to it later).
         #[arg(long)]
         no_activate: bool,
+        /// Add the version now and make it the encryption version after
+        /// this long (`90s`, `10m`, `2h`, `1d`), in every process that has
+        /// read the keyring by then, with no further write.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "no_activate")]
+        activate_after: Option<std::time::Duration>,
         #[command(flatten)]
         password: PasswordArgs,
         /// The new version is a raw Fernet key (as `keygen` prints) read
@@ -254,4 +260,26 @@ pub(crate) enum Shell {
     Fish,
     /// PowerShell.
     Powershell,
+}
+
+/// `90s`, `10m`, `2h`, `1d`, or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 90s, 10m, 2h or 1d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(scale)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }

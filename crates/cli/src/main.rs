@@ -115,6 +115,7 @@ fn run(cli: &Cli) -> Result<Output> {
         Command::Rotate {
             new_version,
             no_activate,
+            activate_after,
             password,
             fernet_key_stdin,
             salt,
@@ -124,6 +125,7 @@ fn run(cli: &Cli) -> Result<Output> {
             &manage::NewVersion {
                 name: new_version,
                 activate: !*no_activate,
+                activate_after: *activate_after,
                 password,
                 fernet_key_stdin: *fernet_key_stdin,
                 salt: salt.as_deref().map(|s| (s, *allow_short_salt)),

@@ -127,6 +127,7 @@ pub(crate) fn parse_salt(text: &str, allow_short: bool) -> Result<Salt> {
 pub(crate) struct NewVersion<'a> {
     pub(crate) name: &'a str,
     pub(crate) activate: bool,
+    pub(crate) activate_after: Option<std::time::Duration>,
     pub(crate) password: &'a PasswordArgs,
     pub(crate) fernet_key_stdin: bool,
     /// The salt text, and whether a short one is allowed.
@@ -152,8 +153,21 @@ pub(crate) fn rotate(cli: &Cli, new: &NewVersion<'_>) -> Result<()> {
         }
         rotation
     };
-    let version = rotation.activate(new.activate).apply()?;
-    if new.activate {
+    let rotation = match new.activate_after {
+        Some(delay) => rotation.activate_after(delay),
+        None => rotation.activate(new.activate),
+    };
+    let version = rotation.apply()?;
+    if let Some(delay) = new.activate_after {
+        say(
+            cli,
+            format_args!(
+                "added {version}; it becomes the active version in {}s, in every process that has read {} by then",
+                delay.as_secs(),
+                keyring_name(&manager)
+            ),
+        );
+    } else if new.activate {
         say(
             cli,
             format_args!("rotated to {version}; {} updated", keyring_name(&manager)),

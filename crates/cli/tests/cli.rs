@@ -1527,3 +1527,43 @@ fn help_texts_are_stable_and_every_command_has_examples() {
         insta::assert_snapshot!(format!("help-{command}"), text);
     }
 }
+
+#[test]
+fn rotate_can_schedule_the_switch() {
+    let env = Env::new();
+    env.ok(&["init"], b"");
+    let out = env
+        .cmd(&["rotate", "--new-version", "v2", "--activate-after", "1h"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("becomes the active version in 3600s"),
+        "{}",
+        stderr_of(&out)
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&env.ok(&["status", "--json"], b"")).unwrap();
+    assert_eq!(status["active"], "v1");
+    let token = env.ok(&["encrypt"], b"x");
+    assert_eq!(env.manager().decrypt(token.trim_ascii()).unwrap().0, "v1");
+    for bad in ["soon", "10y", "-5m"] {
+        env.fails(
+            &["rotate", "--new-version", "v3", "--activate-after", bad],
+            b"",
+            2,
+        );
+    }
+    env.fails(
+        &[
+            "rotate",
+            "--new-version",
+            "v3",
+            "--activate-after",
+            "1m",
+            "--no-activate",
+        ],
+        b"",
+        2,
+    );
+}

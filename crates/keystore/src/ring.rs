@@ -89,6 +89,11 @@ pub(crate) struct Ring {
     pub(crate) index: HashMap<Version, usize>,
     /// `(activated_at, entry)`, sorted: which version was active when.
     pub(crate) timeline: Vec<(u64, usize)>,
+    /// Scheduled activations, `(at, entry)` sorted: usable versions whose
+    /// activation time is later than the active version's (which must be
+    /// known). Each takes over encryption at its time, with no further
+    /// write; empty in the common case, so encryption pays one branch.
+    pub(crate) schedule: Vec<(u64, usize)>,
 }
 
 impl Ring {
@@ -104,11 +109,42 @@ impl Ring {
             .filter_map(|(i, e)| e.activated_at.map(|t| (t, i)))
             .collect();
         timeline.sort_unstable();
+        let schedule = match entries.get(active).and_then(|e| e.activated_at) {
+            Some(since) => timeline
+                .iter()
+                .copied()
+                .filter(|&(t, i)| t > since && entries[i].state == VersionState::Usable)
+                .collect(),
+            None => Vec::new(),
+        };
         Self {
             entries,
             active,
             index,
             timeline,
+            schedule,
+        }
+    }
+
+    /// The entry that encrypts at `now`: the last scheduled version due by
+    /// then, or the active one.
+    #[inline]
+    pub(crate) fn encrypting_at(&self, now: u64) -> usize {
+        match self.schedule.first() {
+            Some(&(first, _)) if first <= now => {
+                let due = self.schedule.partition_point(|&(t, _)| t <= now);
+                self.schedule[due - 1].1
+            }
+            _ => self.active,
+        }
+    }
+
+    /// The entry that encrypts now.
+    pub(crate) fn encrypting_now(&self) -> usize {
+        if self.schedule.is_empty() {
+            self.active
+        } else {
+            self.encrypting_at(secrets_manager_fernet::unix_time())
         }
     }
 
@@ -128,7 +164,7 @@ impl Ring {
         let material = e.material.as_deref();
         VersionInfo {
             version: e.name,
-            active: i == self.active,
+            active: i == self.encrypting_now(),
             state: e.state,
             activated_at: e.activated_at,
             kind: material.map(|m| match m {

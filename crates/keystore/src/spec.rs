@@ -286,10 +286,10 @@ impl fmt::Debug for Snapshot<'_> {
 }
 
 impl<'a> Snapshot<'a> {
-    /// The active version.
+    /// The active version now (a scheduled version once its time came).
     #[must_use]
     pub fn active(&self) -> Version {
-        self.ring.entries[self.ring.active].name
+        self.ring.entries[self.ring.encrypting_now()].name
     }
 
     /// Every version in the order added, with its key material (`None`

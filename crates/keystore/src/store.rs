@@ -76,7 +76,7 @@ impl State {
 
     fn active(&self) -> Version {
         match self {
-            Self::Live(ring) => ring.entries[ring.active].name,
+            Self::Live(ring) => ring.entries[ring.encrypting_now()].name,
             Self::CleanedUp { active, .. } => *active,
         }
     }
@@ -315,6 +315,60 @@ mod tests {
             KeyMaterial::Fernet(Key::generate()),
         )
         .with_activated_at(at)
+    }
+
+    #[test]
+    fn a_scheduled_version_takes_over_encryption_at_its_time() {
+        let (v1, v2) = (Version::new("v1").unwrap(), Version::new("v2").unwrap());
+        let store = KeyStore::new(vec![spec("v1", Some(100))], v1, Options::default()).unwrap();
+        let misses = store.statistics().cache_misses;
+        store.add_version(spec("v2", Some(200)), false).unwrap();
+        assert_eq!(
+            store.statistics().cache_misses,
+            misses + 1,
+            "a scheduled key is derived before it is published"
+        );
+        assert_eq!(store.encrypt_at_time(b"x", 150).unwrap().0, v1);
+        assert_eq!(store.encrypt_at_time(b"x", 199).unwrap().0, v1);
+        assert_eq!(store.encrypt_at_time(b"x", 200).unwrap().0, v2);
+        // Now is long past 200: v2 is the active version, and cannot be
+        // retired.
+        assert_eq!(store.active_version(), v2);
+        let info = store.version_info().unwrap();
+        assert!(info[1].active && !info[0].active);
+        assert!(matches!(
+            store.retire(&v2),
+            Err(KeystoreError::ActiveVersion(_))
+        ));
+        // A version scheduled far ahead does not encrypt yet.
+        let v3 = Version::new("v3").unwrap();
+        store
+            .add_version(spec("v3", Some(u64::MAX)), false)
+            .unwrap();
+        assert_eq!(store.encrypt(b"x").unwrap().0, v2);
+        assert!(
+            store
+                .version_info()
+                .unwrap()
+                .iter()
+                .all(|i| i.version != v3 || !i.active)
+        );
+    }
+
+    #[test]
+    fn an_active_version_without_a_time_schedules_nothing() {
+        // As a file rotated by the Python package reads: the active v2 has
+        // no activation time, the older v1 has one. v1 must not take over.
+        let (v1, v2) = (Version::new("v1").unwrap(), Version::new("v2").unwrap());
+        let store = KeyStore::new(
+            vec![spec("v1", Some(100)), spec("v2", None)],
+            v2,
+            Options::default(),
+        )
+        .unwrap();
+        assert_eq!(store.encrypt_at_time(b"x", 1_000).unwrap().0, v2);
+        assert_eq!(store.active_version(), v2);
+        let _ = v1;
     }
 
     #[test]

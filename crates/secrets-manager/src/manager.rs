@@ -286,6 +286,7 @@ impl SecretsManager {
             salt: None,
             persist: None,
             activate: true,
+            schedule: None,
         }
     }
 
@@ -309,6 +310,7 @@ impl SecretsManager {
             salt: None,
             persist: None,
             activate: true,
+            schedule: None,
         })
     }
 
@@ -481,15 +483,39 @@ impl SecretsManager {
             NewKey::Fernet(key) => KeyMaterial::Fernet(key),
         };
         let previous = self.inner.store.active_version();
-        let spec = VersionSpec::new(name, material)
-            .with_activated_at(rotation.activate.then(fernet::unix_time));
+        let now = fernet::unix_time();
+        let activated_at = match rotation.schedule {
+            Some(at) => Some(at),
+            None => rotation.activate.then_some(now),
+        };
+        let spec = VersionSpec::new(name, material).with_activated_at(activated_at);
+        // A schedule counts from the active version's activation time:
+        // record it now where it is not known.
+        let stamp = match rotation.schedule {
+            Some(_) => {
+                let info = self.inner.store.version_info()?;
+                // Before the schedule's time, even for a time already
+                // past, so the schedule always counts.
+                let at = rotation
+                    .schedule
+                    .map_or(now, |t| now.min(t.saturating_sub(1)));
+                info.iter()
+                    .find(|i| i.active && i.activated_at.is_none())
+                    .map(|i| (i.version, at))
+            }
+            None => None,
+        };
         let change = Change::Add {
             spec: &spec,
             activate: rotation.activate,
+            stamp,
         };
         match rotation.persist {
             Some(path) => self.inner.write_to(&FileStore::new(path), change)?,
             None => self.inner.write_through(change)?,
+        }
+        if let Some((active, at)) = stamp {
+            self.inner.store.activate(&active, Some(at))?;
         }
         self.inner.store.add_version(spec, rotation.activate)?;
         if rotation.activate {
@@ -548,6 +574,8 @@ pub struct Rotation<'m> {
     salt: Option<Salt>,
     persist: Option<std::path::PathBuf>,
     activate: bool,
+    /// When the new version takes over encryption, if scheduled.
+    schedule: Option<u64>,
 }
 
 impl fmt::Debug for Rotation<'_> {
@@ -556,6 +584,7 @@ impl fmt::Debug for Rotation<'_> {
             .field("version", &self.version)
             .field("salt_set", &self.salt.is_some())
             .field("activate", &self.activate)
+            .field("schedule", &self.schedule)
             .finish()
     }
 }
@@ -583,6 +612,25 @@ impl Rotation<'_> {
     pub fn activate(mut self, activate: bool) -> Self {
         self.activate = activate;
         self
+    }
+
+    /// Schedules the new version to take over encryption at `unix_secs`:
+    /// it is added (and decrypts) at once, and becomes the encryption
+    /// version at that time in every process that has read the keyring,
+    /// with no further write. Until then the active version encrypts.
+    pub fn activate_at(mut self, unix_secs: u64) -> Self {
+        self.activate = false;
+        self.schedule = Some(unix_secs);
+        self
+    }
+
+    /// As [`activate_at`](Self::activate_at), `delay` from now: long
+    /// enough for every process to reload (see
+    /// [`SecretsManager::watch`]), so all of them can decrypt the new
+    /// version before any encrypts under it.
+    pub fn activate_after(self, delay: std::time::Duration) -> Self {
+        let at = fernet::unix_time().saturating_add(delay.as_secs());
+        self.activate_at(at)
     }
 
     /// Adds the version and (by default) makes it active. Existing versions

@@ -180,7 +180,21 @@ impl Inner {
 
         if let Some(wanted) = keyring.active_or_only(&prefixes)? {
             let wanted = Version::new(wanted)?;
-            if wanted != active && !report.refused.contains(&wanted) {
+            // The store's active pointer names the version activated last;
+            // a scheduled one may be encrypting here already.
+            let pointer = self
+                .store
+                .with_snapshot(|s| s.versions().map(|(i, _)| i).find(|i| i.version == wanted))?;
+            let stamped = keyring.get(wanted.as_str()).and_then(|v| v.activated_at);
+            if let Some(info) = pointer.filter(|i| i.activated_at.is_none() && stamped.is_some()) {
+                // The time the active version became active, recorded
+                // with a schedule: the schedule counts from it.
+                self.store.activate(&info.version, stamped)?;
+            }
+            if wanted != active
+                && !report.refused.contains(&wanted)
+                && !scheduled_past(&keyring, wanted, active)
+            {
                 let at = keyring.get(wanted.as_str()).and_then(|v| v.activated_at);
                 self.store.activate(&wanted, at)?;
                 report.activated = Some(wanted);
@@ -202,6 +216,7 @@ impl Inner {
                 self.emit(|| AuditEvent::Destruction { version: name });
             }
         }
+        self.store.derive_scheduled()?;
         debug_assert!(
             self.store
                 .version_info()
@@ -212,4 +227,12 @@ impl Inner {
         );
         Ok(report)
     }
+}
+
+/// Whether `current` (encrypting here) is a version scheduled after the
+/// store's active pointer `pointer`, and its time has come: the pointer is
+/// then older news, not a switch back.
+fn scheduled_past(keyring: &crate::persist::Keyring, pointer: Version, current: Version) -> bool {
+    let at = |v: Version| keyring.get(v.as_str()).and_then(|v| v.activated_at);
+    matches!((at(pointer), at(current)), (Some(p), Some(c)) if c > p)
 }

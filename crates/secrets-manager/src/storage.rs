@@ -31,10 +31,13 @@ pub(crate) enum Change<'a> {
     Everything,
     /// As `Everything`, into a keyring that holds no keys yet.
     Create,
-    /// Adds a version, active or not.
+    /// Adds a version, active or not (a scheduled version is not active
+    /// yet). `stamp` records when the active version became active, where
+    /// that was not known: a schedule counts from it.
     Add {
         spec: &'a VersionSpec,
         activate: bool,
+        stamp: Option<(Version, u64)>,
     },
     /// Makes a version active.
     Activate { version: Version, at: u64 },
@@ -189,7 +192,12 @@ fn edit(
         Change::Add {
             spec,
             activate: true,
+            ..
         } => file.set_active(spec.name.as_str())?,
+        Change::Add {
+            stamp: Some((active, at)),
+            ..
+        } => file.set_active_at(active.as_str(), Some(at))?,
         Change::Add { .. } => {}
         Change::Activate { version, at } => file.set_active_at(version.as_str(), Some(at))?,
         Change::Retire(version) => {

@@ -249,3 +249,85 @@ fn keyring_addresses_load_files_and_the_environment() {
         .to_string();
     assert!(e.contains("unknown kind of keyring"), "{e}");
 }
+
+/// `activate_after`: every process that reloads during the window can
+/// decrypt the new version before anyone encrypts under it, and none
+/// encrypts under it before its time.
+#[test]
+fn a_scheduled_version_switches_everywhere_at_its_time_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    // As the Python package writes it: no activation times at all.
+    let path = dir.path().join(".env.secrets");
+    std::fs::write(
+        &path,
+        "ENCRYPTION_KEYS__v1=\"pw\"\nENCRYPTION_SALT__v1=\"c2FsdHNhbHRzYWx0\"\n",
+    )
+    .unwrap();
+    let fleet: Vec<SecretsManager> = (0..5).map(|_| load(&path)).collect();
+    let writer = load(&path);
+    let now = secrets_manager::fernet::unix_time();
+    let at = now + 3_600;
+    writer
+        .rotate_to_new_version("v2", "second")
+        .activate_at(at)
+        .apply()
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("ACTIVE_ENCRYPTION_VERSION=\"v1\""),
+        "Python readers keep v1: {text}"
+    );
+    assert!(
+        text.contains(&format!("ENCRYPTION_ACTIVATED_AT__v2=\"{at}\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("ENCRYPTION_ACTIVATED_AT__v1="),
+        "the schedule counts from v1's time: {text}"
+    );
+
+    for m in &fleet {
+        let report = m.reload().unwrap();
+        assert_eq!(report.added, ["v2"]);
+        assert!(report.activated.is_none(), "not active before its time");
+    }
+    for m in &fleet {
+        assert_eq!(m.active_version(), "v1");
+        assert_eq!(m.encrypt(b"now").unwrap().0, "v1");
+        assert_eq!(m.encrypt_at_time(b"just before", at - 1).unwrap().0, "v1");
+        // At its time, with no further write or reload.
+        let (v, token) = m.encrypt_at_time(b"at its time", at).unwrap();
+        assert_eq!(v, "v2");
+        for other in &fleet {
+            assert_eq!(&*other.decrypt(&token).unwrap().1, b"at its time");
+        }
+    }
+    // The writer itself follows the same schedule.
+    assert_eq!(writer.active_version(), "v1");
+    assert_eq!(writer.encrypt_at_time(b"x", at).unwrap().0, "v2");
+    // A new process, and one whose time has come.
+    assert_eq!(load(&path).encrypt_at_time(b"x", at + 1).unwrap().0, "v2");
+}
+
+#[test]
+fn a_schedule_that_has_come_is_kept_by_later_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = new_file(dir.path());
+    let m = load(&path);
+    let past = secrets_manager::fernet::unix_time() - 10;
+    // Recorded as if scheduled a while ago (its time has come).
+    load(&path)
+        .rotate_to_new_version("v2", "second")
+        .activate_at(past)
+        .apply()
+        .unwrap();
+    let report = m.reload().unwrap();
+    assert_eq!(report.added, ["v2"]);
+    assert_eq!(m.active_version(), "v2", "the schedule came due");
+    let again = m.reload().unwrap();
+    assert!(
+        again.is_empty(),
+        "no switch back to the older pointer: {again:?}"
+    );
+    assert_eq!(m.active_version(), "v2");
+}

@@ -28,7 +28,7 @@ impl KeyStore {
     ) -> Result<(Version, String), KeystoreError> {
         let state = self.state();
         let ring = state.live()?;
-        let entry = &ring.entries[ring.active];
+        let entry = &ring.entries[ring.encrypting_at(timestamp)];
         match self.with_fernet(entry, |f| f.encrypt_at_time(msg, timestamp)) {
             Ok(token) => {
                 self.counters.add(Counter::Encryptions, 1);

@@ -35,9 +35,15 @@ impl KeyStore {
                 _ => KeystoreError::VersionDestroyed(name),
             });
         }
-        if activate {
+        let scheduled = !activate
+            && entry.state == VersionState::Usable
+            && matches!(
+                (entry.activated_at, current.entries[current.active].activated_at),
+                (Some(at), Some(since)) if at > since
+            );
+        if activate || scheduled {
             // Derive before publishing, here in the writer, so no reader
-            // ever waits for a new active key.
+            // ever waits for a new active key (a scheduled one included).
             self.counters.add(Counter::ExtraLookups, 1);
             self.derive(&entry)?;
         }
@@ -54,6 +60,25 @@ impl KeyStore {
             tracing::info!(version = %name, previous = %current.entries[current.active].name, "rotated to a new active version");
         } else {
             tracing::info!(version = %name, "added version");
+        }
+        Ok(())
+    }
+
+    /// Derives the keys of versions scheduled to become active, so the
+    /// first encryption after their time does not wait for PBKDF2.
+    ///
+    /// # Errors
+    ///
+    /// A key that cannot be derived; a cleaned-up store.
+    pub fn derive_scheduled(&self) -> Result<(), KeystoreError> {
+        let state = self.state.load_full();
+        let ring = state.live()?;
+        for &(_, i) in &ring.schedule {
+            let entry = &ring.entries[i];
+            if entry.cache.fernet.get().is_none() {
+                self.counters.add(Counter::ExtraLookups, 1);
+                self.derive(entry)?;
+            }
         }
         Ok(())
     }
@@ -97,7 +122,7 @@ impl KeyStore {
     /// Unknown or active version; a cleaned-up store.
     pub fn retire(&self, version: &Version) -> Result<(), KeystoreError> {
         self.replace(version, |entry, ring, index| {
-            if index == ring.active {
+            if index == ring.active || index == ring.encrypting_now() {
                 return Err(KeystoreError::ActiveVersion(entry.name));
             }
             let state = if entry.state == VersionState::Destroyed {
@@ -119,7 +144,7 @@ impl KeyStore {
     /// Unknown or active version; a cleaned-up store.
     pub fn destroy(&self, version: &Version) -> Result<(), KeystoreError> {
         self.replace(version, |entry, ring, index| {
-            if index == ring.active {
+            if index == ring.active || index == ring.encrypting_now() {
                 return Err(KeystoreError::ActiveVersion(entry.name));
             }
             // The old entry, with its material and cached key, is dropped
