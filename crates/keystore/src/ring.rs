@@ -148,10 +148,17 @@ impl Ring {
         }
     }
 
-    /// The version that became active last at or before `timestamp`.
+    /// The version that was active at `timestamp`: the one that became
+    /// active last at or before it; for a time before every recorded
+    /// activation, the newest version with no recorded time (such versions
+    /// are the oldest: a Python-made keyring records none), so old tokens
+    /// cost one attempt too.
     pub(crate) fn active_at(&self, timestamp: u64) -> Option<usize> {
         let after = self.timeline.partition_point(|&(t, _)| t <= timestamp);
-        after.checked_sub(1).map(|i| self.timeline[i].1)
+        match after.checked_sub(1) {
+            Some(i) => Some(self.timeline[i].1),
+            None => self.entries.iter().rposition(|e| e.activated_at.is_none()),
+        }
     }
 
     pub(crate) fn names(&self) -> Vec<Version> {
@@ -322,8 +329,9 @@ mod tests {
     #[test]
     fn the_timeline_picks_the_version_active_at_a_time() {
         let ring = ring(&[Some(100), None, Some(300)]);
-        assert_eq!(ring.active_at(0), None);
-        assert_eq!(ring.active_at(99), None);
+        // Before every recorded time: the (newest) version with none.
+        assert_eq!(ring.active_at(0), Some(1));
+        assert_eq!(ring.active_at(99), Some(1));
         assert_eq!(ring.active_at(100), Some(0));
         assert_eq!(ring.active_at(299), Some(0));
         assert_eq!(ring.active_at(300), Some(2));

@@ -8,6 +8,8 @@
 //! 3. overhead: the facade adds at most 10% over the bare codec (32 bytes);
 //! 4. rotation under load: readers' p99 latency while another thread
 //!    rotates continuously stays within 2x of steady state.
+//! 5. reloads under load: decrypt p99 while another thread reloads the
+//!    keyring file continuously stays within 2x of steady state.
 //!
 //! Run with `cargo bench -p secrets-manager --bench manager` (or as part of
 //! `cargo xtask bench`).
@@ -221,6 +223,82 @@ fn rotation_under_load() -> bool {
     )
 }
 
+/// Decrypt p99 while another thread reloads the keyring file as fast as it
+/// can (each reload reads, parses and verifies the file, and publishes any
+/// change; half of them find a new version, written by a third party).
+fn reload_under_load() -> bool {
+    let dir = std::env::temp_dir().join(format!("manager-bench-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(".env.secrets");
+    let _ = std::fs::remove_file(&path);
+    let writer = SecretsManager::new(
+        SecretsConfig::builder()
+            .fernet_key("v0", Key::generate().to_base64().as_str())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    writer.create_keyring_file(&path).unwrap();
+    let m = Arc::new(
+        SecretsManager::new(
+            SecretsConfig::builder()
+                .env_file(&path)
+                .unwrap()
+                .build()
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    // A token from before the rotations below (as stored data is).
+    let (_, token) = m
+        .encrypt_at_time(MSG, secrets_manager::fernet::unix_time() - 60)
+        .unwrap();
+    let measure = |m: &SecretsManager, n: usize| -> Vec<u64> {
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(m.decrypt(&token).unwrap());
+                t.elapsed().as_nanos() as u64
+            })
+            .collect()
+    };
+    let _warm = measure(&m, 20_000);
+    let steady = p99(&mut measure(&m, 200_000));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reloader = {
+        let (m, stop, path) = (Arc::clone(&m), Arc::clone(&stop), path.clone());
+        std::thread::spawn(move || {
+            let (mut reloads, mut r) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                if reloads % 2 == 0 {
+                    r += 1;
+                    let key = Key::generate().to_base64();
+                    writer
+                        .rotate_to_fernet_key(&format!("r{r}"), key.as_str())
+                        .unwrap()
+                        .persist_to_file(&path)
+                        .apply()
+                        .unwrap();
+                }
+                m.reload().unwrap();
+                reloads += 1;
+            }
+            reloads
+        })
+    };
+    let during = p99(&mut measure(&m, 200_000));
+    stop.store(true, Ordering::Relaxed);
+    let reloads = reloader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("decrypt p99: steady {steady} ns; during {reloads} reloads {during} ns");
+    report(
+        "decrypt p99 during continuous reloads vs steady",
+        during as f64 / steady as f64,
+        2.0,
+        true,
+    )
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
     // and wants a quick pass.
@@ -229,7 +307,13 @@ fn main() {
         return;
     }
     println!("secrets-manager facade targets (ratios measured in this run):");
-    let results = [flat_decrypt(), scaling(), overhead(), rotation_under_load()];
+    let results = [
+        flat_decrypt(),
+        scaling(),
+        overhead(),
+        rotation_under_load(),
+        reload_under_load(),
+    ];
     let missed = results.iter().filter(|m| !**m).count();
     if missed > 0 {
         println!("{missed} target(s) missed in this run (noisy machines: rerun before concluding)");

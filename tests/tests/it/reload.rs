@@ -331,3 +331,33 @@ fn a_schedule_that_has_come_is_kept_by_later_reloads() {
     );
     assert_eq!(m.active_version(), "v2");
 }
+
+/// A token made before any recorded activation (a Python-made keyring
+/// records none) is tried first against the undated version, so its cost
+/// stays one attempt however many versions followed.
+#[test]
+fn old_tokens_of_an_undated_keyring_cost_one_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".env.secrets");
+    std::fs::write(
+        &path,
+        "ENCRYPTION_KEYS__v1=\"pw\"\nENCRYPTION_SALT__v1=\"c2FsdHNhbHRzYWx0\"\n",
+    )
+    .unwrap();
+    let m = load(&path);
+    let (_, old) = m
+        .encrypt_at_time(b"old", secrets_manager::fernet::unix_time() - 3_600)
+        .unwrap();
+    for i in 0..40 {
+        let key = secrets_manager::fernet::Key::generate().to_base64();
+        m.rotate_to_fernet_key(&format!("k{i}"), key.as_str())
+            .unwrap()
+            .apply()
+            .unwrap();
+    }
+    let before = m.statistics();
+    assert_eq!(&*m.decrypt(&old).unwrap().1, b"old");
+    let after = m.statistics();
+    let lookups = |s: &secrets_manager::Statistics| s.cache_hits + s.cache_misses;
+    assert_eq!(lookups(&after) - lookups(&before), 1, "one attempt, not 41");
+}
