@@ -139,7 +139,7 @@ fn run(cli: &Cli) -> Result<Output> {
                 cli,
                 format_args!(
                     "{} is now the active version in {}",
-                    version.to_ascii_lowercase(),
+                    version.to_lowercase(),
                     keyring_name(&manager)
                 ),
             );
@@ -152,7 +152,7 @@ fn run(cli: &Cli) -> Result<Output> {
                 cli,
                 format_args!(
                     "retired {} in {}",
-                    version.to_ascii_lowercase(),
+                    version.to_lowercase(),
                     keyring_name(&manager)
                 ),
             );
@@ -174,7 +174,7 @@ fn run(cli: &Cli) -> Result<Output> {
                 cli,
                 format_args!(
                     "destroyed {}: its key is erased from {}",
-                    version.to_ascii_lowercase(),
+                    version.to_lowercase(),
                     keyring_name(&manager)
                 ),
             );

@@ -1567,3 +1567,33 @@ fn rotate_can_schedule_the_switch() {
         2,
     );
 }
+
+#[test]
+fn long_and_slash_version_names_work_at_the_shell() {
+    let env = Env::new();
+    env.ok(
+        &["init", "--name", "release-2024-01-15-production-key"],
+        b"",
+    );
+    let t1 = env.ok(&["encrypt"], b"one");
+    env.ok(&["rotate", "--new-version", "Team/Alpha"], b"");
+    let t2 = env.ok(&["encrypt"], b"two");
+    assert_eq!(
+        env.ok(
+            &["decrypt", "--hint", "release-2024-01-15-production-key"],
+            &t1
+        ),
+        b"one"
+    );
+    assert_eq!(env.ok(&["decrypt"], &t2), b"two");
+    let status = String::from_utf8(env.ok(&["status"], b"")).unwrap();
+    assert!(
+        status.contains("active: team/alpha")
+            && status.contains("release-2024-01-15-production-key"),
+        "{status}"
+    );
+    env.ok(&["retire", "release-2024-01-15-production-key"], b"");
+    env.ok(&["verify"], b"");
+    let err = env.fails(&["rotate", "--new-version", "has space"], b"", 1);
+    assert!(err.contains("invalid version name 'has space'"), "{err}");
+}

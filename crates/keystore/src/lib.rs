@@ -33,6 +33,6 @@ pub use crate::spec::{
 };
 pub use crate::stats::Statistics;
 pub use crate::store::{DecryptOptions, KeyStore, RotatedToken};
-pub use crate::version::{InvalidVersionName, Version};
+pub use crate::version::{InvalidVersionName, MAX_VERSION_LEN, Version};
 /// Re-exported: passwords are [`secrecy::SecretString`]s.
 pub use secrecy;

@@ -2,15 +2,20 @@
 
 use std::fmt;
 
-/// Longest version name accepted (inline storage keeps `Version` at 32
-/// bytes, cheap to copy on every operation).
-const MAX_LEN: usize = 31;
+/// The longest version name, in bytes of UTF-8 once lower-cased. Names
+/// are stored inline in one 64-byte value, so every encryption and
+/// decryption hands its version back without a heap allocation or a shared
+/// reference count; this is that room.
+pub const MAX_VERSION_LEN: usize = 63;
+const MAX_LEN: usize = MAX_VERSION_LEN;
 
-/// A key version's name, lower-cased (`"V1"` and `"v1"` are the same
-/// version, as in the Python package).
+/// A key version's name, lower-cased as Python's `str.lower` does (`"V1"`
+/// and `"v1"` are the same version, as in the Python package).
 ///
-/// Names are 1 to 31 characters of ASCII letters, digits, `_`, `-` and `.`,
-/// so they can appear in `.env` variable names. They are not secret.
+/// Any name the Python package can use is accepted: whatever python-dotenv
+/// reads as part of a variable name (`ENCRYPTION_KEYS__<name>`), that is,
+/// no whitespace, `=` or `#`, up to [`MAX_VERSION_LEN`] bytes. Names are
+/// not secret.
 ///
 /// ```
 /// use secrets_manager_keystore::Version;
@@ -19,6 +24,8 @@ const MAX_LEN: usize = 31;
 /// assert_eq!(v, "v1");
 /// assert_eq!(v.as_str(), "v1");
 /// assert_eq!(v.to_string(), "v1");
+/// assert_eq!(Version::new("Team/Alpha")?, "team/alpha");
+/// assert_eq!(Version::new("release-2024-01-15-production-key")?.as_str().len(), 33);
 /// assert!(Version::new("v 1").is_err());
 /// # Ok::<(), secrets_manager_keystore::InvalidVersionName>(())
 /// ```
@@ -31,33 +38,40 @@ pub struct Version {
     bytes: [u8; MAX_LEN],
 }
 
+/// Python's `\s` (Unicode whitespace, with the information separators
+/// U+001C to U+001F that Rust does not count), which ends a variable name
+/// for python-dotenv, as do `=` and `#`.
+fn ends_a_name(c: char) -> bool {
+    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c) || c == '=' || c == '#'
+}
+
 impl Version {
     /// Validates and lower-cases a name.
     ///
     /// # Errors
     ///
-    /// [`InvalidVersionName`] for an empty or over-long name or one with
-    /// other characters.
+    /// [`InvalidVersionName`] for an empty name, one longer than
+    /// [`MAX_VERSION_LEN`] bytes once lower-cased, or one with whitespace,
+    /// `=`, `#` or control characters.
     pub fn new(name: &str) -> Result<Self, InvalidVersionName> {
-        let valid = !name.is_empty()
-            && name.len() <= MAX_LEN
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !valid {
-            return Err(InvalidVersionName {
-                name: printable(name),
-            });
+        let invalid = || InvalidVersionName {
+            name: printable(name),
+        };
+        if name.is_empty() || name.chars().any(|c| ends_a_name(c) || c.is_control()) {
+            return Err(invalid());
         }
+        let lower = if name.is_ascii() {
+            name.to_ascii_lowercase()
+        } else {
+            name.to_lowercase()
+        };
+        let len = u8::try_from(lower.len())
+            .ok()
+            .filter(|&n| usize::from(n) <= MAX_LEN)
+            .ok_or_else(invalid)?;
         let mut bytes = [0u8; MAX_LEN];
-        for (dst, src) in bytes.iter_mut().zip(name.bytes()) {
-            *dst = src.to_ascii_lowercase();
-        }
-        // At most `MAX_LEN`, checked above.
-        Ok(Self {
-            len: name.len() as u8,
-            bytes,
-        })
+        bytes[..lower.len()].copy_from_slice(lower.as_bytes());
+        Ok(Self { len, bytes })
     }
 
     /// Parses an active-version setting as the Python package does:
@@ -71,15 +85,21 @@ impl Version {
     }
 
     /// The lower-cased name.
+    ///
+    /// # Panics
+    ///
+    /// Never: [`new`](Self::new) stores the UTF-8 of a whole string.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        // Only ASCII is ever stored (checked in `new`).
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+        #[allow(clippy::expect_used)]
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
+            .expect("a version holds the UTF-8 of a whole string") // ok: `new` copies a whole `str`
     }
 }
 
-/// A version name that cannot be used: empty, longer than 31 characters,
-/// or with characters other than ASCII letters, digits, `_`, `-` and `.`.
+/// A version name that cannot be used: empty, longer than
+/// [`MAX_VERSION_LEN`] bytes, or with whitespace, `=`, `#` or control
+/// characters (which cannot be part of a `.env` variable name).
 ///
 /// Its own type, rather than a [`KeystoreError`](crate::KeystoreError)
 /// variant, so that names can be checked without the key store's errors;
@@ -93,14 +113,16 @@ impl Version {
 /// assert!(err.to_string().starts_with("invalid version name 'v 1'"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid version name '{name}': use 1 to 31 ASCII letters, digits, '_', '-' or '.'")]
+#[error(
+    "invalid version name '{name}': a version name is 1 to 63 bytes with no whitespace, '=', '#' or control characters (it becomes part of a variable name)"
+)]
 pub struct InvalidVersionName {
     /// The name as given, escaped and truncated.
     name: String,
 }
 
 impl InvalidVersionName {
-    /// The name as given (control characters escaped, at most 31
+    /// The name as given (control characters escaped, at most 63
     /// characters shown), for messages.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -108,7 +130,7 @@ impl InvalidVersionName {
     }
 }
 
-/// A name shown in an error: at most 31 characters, control characters
+/// A name shown in an error: at most 63 characters, control characters
 /// escaped.
 fn printable(name: &str) -> String {
     let mut shown: String = name
@@ -190,7 +212,17 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused_with_the_name() {
-        for bad in ["", "a b", "v=1", "v\n1", &"x".repeat(32)] {
+        for bad in [
+            "",
+            "a b",
+            "v=1",
+            "v#1",
+            "v\n1",
+            "a\u{1c}b",
+            "v\u{7f}",
+            &"x".repeat(64),
+            &"é".repeat(32),
+        ] {
             let err = Version::new(bad).unwrap_err();
             assert!(
                 err.to_string().starts_with("invalid version name '"),
@@ -207,7 +239,26 @@ mod tests {
         let err = Version::new("a\nb").unwrap_err();
         assert_eq!(err.name(), "a\\nb");
         assert!(err.to_string().contains("'a\\nb'"), "{err}");
-        let long = Version::new(&"x".repeat(40)).unwrap_err();
-        assert_eq!(long.name(), format!("{}…", "x".repeat(31)));
+        let long = Version::new(&"x".repeat(80)).unwrap_err();
+        assert_eq!(long.name(), format!("{}…", "x".repeat(63)));
+    }
+
+    #[test]
+    fn every_name_python_can_use_is_accepted_and_lower_cased_as_python_does() {
+        for (given, want) in [
+            (
+                "release-2024-01-15-production-key",
+                "release-2024-01-15-production-key",
+            ),
+            ("team/alpha", "team/alpha"),
+            ("Prod:EU@2026!", "prod:eu@2026!"),
+            ("ÉTÉ-Ω", "été-ω"),
+            ("it's", "it's"),
+        ] {
+            assert_eq!(Version::new(given).unwrap(), want, "{given}");
+        }
+        let longest = "x".repeat(MAX_VERSION_LEN);
+        assert_eq!(Version::new(&longest).unwrap().as_str(), longest);
+        assert_eq!(std::mem::size_of::<Version>(), 64);
     }
 }

@@ -460,7 +460,7 @@ fn stale_material(parsed: &Parsed, keyring: &Keyring, prefixes: &Prefixes) -> bo
             prefixes
                 .material()
                 .iter()
-                .any(|p| names.contains_key(&format!("{p}{}", v.name).to_ascii_lowercase()))
+                .any(|p| names.contains_key(&format!("{p}{}", v.name).to_lowercase()))
         })
 }
 
@@ -470,7 +470,7 @@ fn binding_index(parsed: &Parsed) -> HashMap<String, usize> {
         .bindings
         .iter()
         .enumerate()
-        .map(|(i, b)| (b.key.to_ascii_lowercase(), i))
+        .map(|(i, b)| (b.key.to_lowercase(), i))
         .collect()
 }
 
@@ -483,11 +483,7 @@ fn render(
     prefixes: &Prefixes,
 ) -> Result<Zeroizing<String>, PersistError> {
     let names = binding_index(parsed);
-    let binding = |var: &str| {
-        names
-            .get(&var.to_ascii_lowercase())
-            .map(|&i| &parsed.bindings[i])
-    };
+    let binding = |var: &str| names.get(&var.to_lowercase()).map(|&i| &parsed.bindings[i]);
     // Replacements of whole statements (an empty one deletes), by byte
     // range of the original, and lines to append.
     let mut edits: Vec<(Range<usize>, Zeroizing<String>)> = Vec::new();

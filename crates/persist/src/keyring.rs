@@ -218,7 +218,7 @@ impl StoredVersion {
     #[must_use]
     pub fn new(name: &str, key: StoredKey) -> Self {
         Self {
-            name: name.to_ascii_lowercase(),
+            name: name.to_lowercase(),
             key: Some(key),
             iterations: None,
             activated_at: None,
@@ -230,7 +230,7 @@ impl StoredVersion {
     #[must_use]
     pub fn tombstone(name: &str) -> Self {
         Self {
-            name: name.to_ascii_lowercase(),
+            name: name.to_lowercase(),
             key: None,
             iterations: None,
             activated_at: None,
@@ -332,7 +332,7 @@ impl Keyring {
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&StoredVersion> {
         self.index
-            .get(&name.to_ascii_lowercase())
+            .get(&name.to_lowercase())
             .map(|&i| &self.versions[i])
     }
 
@@ -363,7 +363,7 @@ impl Keyring {
     /// may be adding the same material again compare it first with
     /// [`get`](Self::get).
     pub fn add(&mut self, version: StoredVersion) -> Result<(), PersistError> {
-        let name = version.name.to_ascii_lowercase();
+        let name = version.name.to_lowercase();
         if self.index.contains_key(&name) {
             return Err(PersistError::VersionExists {
                 origin: self.origin.clone(),
@@ -383,11 +383,11 @@ impl Keyring {
 
     fn position(&self, name: &str) -> Result<usize, PersistError> {
         self.index
-            .get(&name.to_ascii_lowercase())
+            .get(&name.to_lowercase())
             .copied()
             .ok_or_else(|| PersistError::UnknownVersion {
                 origin: self.origin.clone(),
-                version: name.to_ascii_lowercase(),
+                version: name.to_lowercase(),
                 available: self.names(),
             })
     }
@@ -549,7 +549,7 @@ pub(crate) fn from_vars(
         if !is_keyring_variable_any_case(prefixes, k) {
             continue;
         }
-        if let Some(&first) = by_name.get(&k.to_ascii_lowercase())
+        if let Some(&first) = by_name.get(&k.to_lowercase())
             && vars[first].0 != *k
         {
             return Err(PersistError::Invalid {
@@ -561,9 +561,9 @@ pub(crate) fn from_vars(
                 ),
             });
         }
-        by_name.insert(k.to_ascii_lowercase(), i);
+        by_name.insert(k.to_lowercase(), i);
     }
-    let get = |name: &str| by_name.get(&name.to_ascii_lowercase()).map(|&i| &vars[i].1);
+    let get = |name: &str| by_name.get(&name.to_lowercase()).map(|&i| &vars[i].1);
     let invalid = |variable: &str, problem: String| PersistError::Invalid {
         origin: source.clone(),
         variable: variable.to_owned(),
@@ -585,7 +585,7 @@ pub(crate) fn from_vars(
                 if suffix.is_empty() {
                     return Err(invalid(k, "names no version".into()));
                 }
-                let name = suffix.to_ascii_lowercase();
+                let name = suffix.to_lowercase();
                 if seen.insert(name.clone(), ()).is_none() {
                     names.push(name);
                 }
@@ -677,7 +677,7 @@ pub(crate) fn from_vars(
         let active = active
             .trim()
             .trim_matches(|c| c == '"' || c == '\'')
-            .to_ascii_lowercase();
+            .to_lowercase();
         match keyring.get(&active) {
             None => {
                 return Err(invalid(

@@ -116,9 +116,24 @@ pub(crate) struct Pending {
     retired: bool,
     /// For loaded versions: where from, and the salt-hash variable.
     origin: Option<(String, String)>,
+    /// For loaded versions: the variable that names it, for errors.
+    name_variable: Option<String>,
 }
 
 impl Pending {
+    /// The version's name, checked; for a loaded version, an error names
+    /// where it came from and the variable.
+    pub(crate) fn version(&self) -> Result<Version> {
+        Version::new(&self.name).map_err(|e| match (&self.origin, &self.name_variable) {
+            (Some((origin, _)), Some(variable)) => Error::Loaded {
+                origin: origin.clone(),
+                variable: variable.clone(),
+                source: Box::new(e.into()),
+            },
+            _ => e.into(),
+        })
+    }
+
     /// A version as a keyring stores it.
     pub(crate) fn stored(v: StoredVersion, source: &persist::Source, prefixes: &Prefixes) -> Self {
         let pending = match v.key {
@@ -140,12 +155,18 @@ impl Pending {
             source.to_string(),
             format!("{}{}", prefixes.salt_hash, v.name),
         ));
+        let name_variable = Some(match &pending {
+            PendingSource::Fernet(_) => format!("{}{}", prefixes.fernet_key, v.name),
+            PendingSource::Destroyed => format!("{}{}", prefixes.state, v.name),
+            PendingSource::Password { .. } => format!("{}{}", prefixes.keys, v.name),
+        });
         Self {
             name: v.name,
             source: pending,
             iterations: v.iterations,
             retired: v.state == StoredState::Retired,
             origin,
+            name_variable,
         }
     }
 
@@ -320,6 +341,7 @@ impl SecretsConfigBuilder {
             iterations: None,
             retired: false,
             origin: None,
+            name_variable: None,
         });
         self
     }
@@ -555,7 +577,7 @@ impl SecretsConfigBuilder {
         let mut versions: Vec<VersionSpec> = Vec::with_capacity(self.versions.len());
         let mut origins = Vec::new();
         for pending in self.versions {
-            let name = Version::new(&pending.name)?;
+            let name = pending.version()?;
             if let Some((origin, variable)) = &pending.origin {
                 origins.push((name, origin.clone(), variable.clone()));
             }

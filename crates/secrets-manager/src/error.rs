@@ -37,8 +37,8 @@ pub enum Error {
         origin: String,
         /// The variable involved.
         variable: String,
-        /// What is wrong.
-        source: keystore::KeystoreError,
+        /// What is wrong (boxed: it is rare, and `Error` stays small).
+        source: Box<keystore::KeystoreError>,
     },
     /// [`create_keyring_file`](crate::SecretsManager::create_keyring_file)
     /// found keys in the file.

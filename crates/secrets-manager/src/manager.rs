@@ -100,7 +100,7 @@ impl SecretsManager {
                 Some((_, origin, variable)) => Error::Loaded {
                     origin,
                     variable,
-                    source: e,
+                    source: Box::new(e),
                 },
                 None => e.into(),
             }

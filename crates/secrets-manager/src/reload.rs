@@ -139,11 +139,12 @@ impl Inner {
         let mut stored = keyring.versions().to_vec();
         stored.sort_by_key(|v| v.activated_at.map_or((0, 0), |t| (1, t)));
         for v in stored {
-            let name = Version::new(&v.name)?;
+            let pending = Pending::stored(v.clone(), &source, &prefixes);
+            let name = pending.version()?;
             match ours.iter().find(|m| m.name == name) {
                 None => {
                     let activated_at = v.activated_at;
-                    let spec = Pending::stored(v, &source, &prefixes)
+                    let spec = pending
                         .into_spec(name, self.iterations)?
                         .with_activated_at(activated_at);
                     match self.store.add_version(spec, false) {

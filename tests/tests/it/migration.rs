@@ -92,3 +92,61 @@ fn a_file_written_here_loads_in_python_with_the_same_values_and_keys() {
     );
     assert_eq!(out["values"]["ENCRYPTION_KEYS__v2"], "second\npassword");
 }
+
+/// Python keyrings may use long or slash-containing version names; they
+/// load, decrypt and rotate here, and files written here keep working there.
+#[test]
+fn python_version_names_long_and_with_slashes_work_both_ways() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".env.secrets");
+    let long = "release-2024-01-15-production-key";
+    let request = json!({
+        "mode": "write",
+        "path": path,
+        "versions": {
+            long: ["old password", "random-salt-value"],
+            "team/alpha": ["team password", "c2FsdHNhbHRzYWx0"],
+        },
+        "active": "team/alpha",
+        "messages": {long: "made by the long one", "team/alpha": "made by the team"},
+    });
+    let out = seed_package(&python, &request);
+    let m = SecretsManager::new(SecretsConfig::from_env_file(&path).unwrap()).unwrap();
+    assert_eq!(m.active_version(), "team/alpha");
+    for v in [long, "team/alpha"] {
+        let (used, _) = m.decrypt(out["tokens"][v].as_str().unwrap()).unwrap();
+        assert_eq!(used, v);
+    }
+    m.rotate_to_new_version("team/beta", "next")
+        .apply()
+        .unwrap();
+    let (_, t) = m.encrypt(b"beta").unwrap();
+    let read = seed_package(
+        &python,
+        &json!({"mode": "read", "path": path, "tokens": {"team/beta": t, long: out["tokens"][long]}}),
+    );
+    assert_eq!(read["decrypted"]["team/beta"], "beta");
+    assert_eq!(read["decrypted"][long], "made by the long one");
+    assert_eq!(read["active"], "team/beta");
+}
+
+#[test]
+fn a_version_name_that_cannot_be_used_names_the_file_and_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".env.secrets");
+    let name = "x".repeat(70);
+    std::fs::write(
+        &path,
+        format!("ENCRYPTION_KEYS__{name}=\"pw\"\nENCRYPTION_SALT__{name}=\"c2FsdHNhbHRzYWx0\"\n"),
+    )
+    .unwrap();
+    let e = SecretsConfig::from_env_file(&path).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}: ENCRYPTION_KEYS__{name}: invalid version name",
+            path.display()
+        )),
+        "{e}"
+    );
+}
