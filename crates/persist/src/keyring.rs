@@ -709,7 +709,7 @@ pub(crate) fn from_vars(
     Ok(keyring)
 }
 
-fn is_keyring_variable_any_case(prefixes: &Prefixes, name: &str) -> bool {
+pub(crate) fn is_keyring_variable_any_case(prefixes: &Prefixes, name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     let p = |s: &str| s.to_ascii_uppercase();
     upper == p(&prefixes.active)
