@@ -1,8 +1,9 @@
 //! The command line's shape: global options and commands (clap).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Keep application secrets encrypted; rotate keys without downtime.
 ///
@@ -57,8 +58,11 @@ pub(crate) enum Command {
         version_name: String,
     },
     /// Encrypt stdin (any bytes) under the active version: one token and a
-    /// newline on stdout.
-    Encrypt,
+    /// newline on stdout. With -f: encrypt a .env file's values in place.
+    Encrypt {
+        #[command(flatten)]
+        in_place: InPlace,
+    },
     /// Decrypt one token from stdin (surrounding whitespace ignored): the
     /// exact plaintext bytes on stdout.
     Decrypt {
@@ -68,6 +72,8 @@ pub(crate) enum Command {
         /// Try this version first.
         #[arg(long, value_name = "V")]
         hint: Option<String>,
+        #[command(flatten)]
+        in_place: InPlace,
     },
     /// Add a version, make it active and write the file (existing versions
     /// are kept; a name the file already has is refused).
@@ -114,8 +120,14 @@ pub(crate) enum Command {
         yes: bool,
     },
     /// Re-encrypt tokens (one per line on stdin) under the active version,
-    /// keeping their timestamps: the same number of lines on stdout.
-    Rewrap,
+    /// keeping their timestamps: the same number of lines on stdout. With
+    /// -f: every encrypted value of a .env file, in place.
+    Rewrap {
+        /// Re-encrypt the encrypted values of this .env file in place
+        /// (repeatable); keyring variables are left alone.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Show the versions, the active one, iterations and activation times.
     /// Never a secret.
     Status,
@@ -129,4 +141,74 @@ pub(crate) enum Command {
     },
     /// Print a random Fernet key.
     Keygen,
+    /// Store one value in a .env file, encrypted under the active version
+    /// (`KEY="gAAAA..."`), in place and atomically; comments and other
+    /// lines are kept.
+    ///
+    /// The value comes from --value-stdin, --value-file, or, at a terminal,
+    /// a prompt that does not echo, asked twice. One trailing line break is
+    /// dropped from stdin and files.
+    Set {
+        /// The variable.
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// The .env file (created, mode 0600, if missing).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// Read the value from stdin.
+        #[arg(long, conflicts_with = "value_file")]
+        value_stdin: bool,
+        /// Read the value from this file.
+        #[arg(long, value_name = "PATH")]
+        value_file: Option<PathBuf>,
+    },
+    /// Print the plaintext of one value of a .env file (the exact bytes).
+    Get {
+        /// The variable.
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// The .env file.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Run a program with the values of .env files in its environment,
+    /// encrypted ones decrypted; nothing decrypted touches the disk.
+    ///
+    /// Files are read as python-dotenv reads them; a later file overrides
+    /// an earlier one, and variables already in the environment win unless
+    /// --override. The keyring's variables (ENCRYPTION_*,
+    /// ACTIVE_ENCRYPTION_VERSION) are removed from the program's
+    /// environment. If a value does not decrypt, the program is not
+    /// started. On Unix the program replaces this process, so its exit
+    /// status and signals are its own; 127 if it cannot be found, 126 if it
+    /// cannot be run.
+    Run {
+        /// A .env file (repeatable; later files override earlier ones).
+        #[arg(short = 'f', long = "file", value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// Let the files' values replace variables already in the
+        /// environment.
+        #[arg(long = "override")]
+        override_env: bool,
+        /// The program and its arguments (after `--`).
+        #[arg(
+            value_name = "PROGRAM",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        command: Vec<OsString>,
+    },
+}
+
+/// `-f FILE [-k KEY]...`: values of .env files, changed in place.
+#[derive(Debug, Args)]
+pub(crate) struct InPlace {
+    /// Work on the values of this .env file in place instead of stdin
+    /// (repeatable). Keyring variables are left alone.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub(crate) files: Vec<PathBuf>,
+    /// Only this variable (repeatable; default: every value that needs it).
+    #[arg(short = 'k', long = "key", value_name = "KEY", requires = "files")]
+    pub(crate) keys: Vec<String>,
 }

@@ -5,19 +5,22 @@
 //! file), 2 for usage errors. A failure prints one `error: ...` line on
 //! stderr and nothing on stdout.
 
+mod appenv;
 mod args;
 mod crypt;
 mod keyring;
 mod manage;
 mod report;
+mod run;
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Parser as _;
 use secrets_manager::fernet::Key;
+use secrets_manager::zeroize::Zeroizing;
 
 use crate::args::{Cli, Command};
 use crate::keyring::{explain, keyring_name, load};
@@ -33,18 +36,24 @@ pub(crate) fn warn(message: impl std::fmt::Display) {
         .push(format!("warning: {message}"));
 }
 
+/// Prints the warnings gathered so far.
+pub(crate) fn flush_warnings() {
+    for w in WARNINGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .drain(..)
+    {
+        eprintln!("{w}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut out = Vec::new();
+    // It may hold plaintext.
+    let mut out = Zeroizing::new(Vec::new());
     match run(&cli, &mut out) {
         Ok(()) => {
-            for w in WARNINGS
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .drain(..)
-            {
-                eprintln!("{w}");
-            }
+            flush_warnings();
             let mut stdout = std::io::stdout().lock();
             if let Err(e) = stdout.write_all(&out).and_then(|()| stdout.flush()) {
                 eprintln!("error: cannot write to stdout: {e}");
@@ -54,7 +63,8 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
+            e.downcast_ref::<run::CannotRun>()
+                .map_or(ExitCode::FAILURE, run::CannotRun::exit_code)
         }
     }
 }
@@ -81,7 +91,10 @@ fn one_line(e: &anyhow::Error) -> String {
 fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
     match &cli.command {
         Command::Init { version_name } => manage::init(cli, version_name),
-        Command::Encrypt => {
+        Command::Encrypt { in_place } if !in_place.files.is_empty() => {
+            appenv::in_place(cli, appenv::Op::Encrypt, &in_place.files, &in_place.keys)
+        }
+        Command::Encrypt { .. } => {
             let manager = load(cli)?;
             let plaintext = read_stdin()?;
             let (_, token) = manager.encrypt(&plaintext)?;
@@ -89,7 +102,20 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             out.push(b'\n');
             Ok(())
         }
-        Command::Decrypt { ttl, hint } => {
+        Command::Decrypt {
+            ttl,
+            hint,
+            in_place,
+        } if !in_place.files.is_empty() => appenv::in_place(
+            cli,
+            appenv::Op::Decrypt {
+                ttl: *ttl,
+                hint: hint.as_deref(),
+            },
+            &in_place.files,
+            &in_place.keys,
+        ),
+        Command::Decrypt { ttl, hint, .. } => {
             let manager = load(cli)?;
             let input = read_stdin()?;
             let token = input.trim_ascii();
@@ -99,6 +125,7 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
                 (None, None) => manager.decrypt(token),
             }
             .map_err(|e| explain(&manager, e))?;
+            out.reserve_exact(plaintext.len());
             out.extend_from_slice(&plaintext);
             Ok(())
         }
@@ -154,7 +181,10 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             );
             Ok(())
         }
-        Command::Rewrap => crypt::rewrap(cli),
+        Command::Rewrap { files } if !files.is_empty() => {
+            appenv::in_place(cli, appenv::Op::Rewrap, files, &[])
+        }
+        Command::Rewrap { .. } => crypt::rewrap(cli),
         Command::Status => report::status(cli, out),
         Command::Verify { update_checksum } => report::verify(cli, *update_checksum, out),
         Command::Keygen => {
@@ -162,13 +192,38 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             out.push(b'\n');
             Ok(())
         }
+        Command::Set {
+            key,
+            file,
+            value_stdin,
+            value_file,
+        } => {
+            let source = match (value_stdin, value_file) {
+                (true, _) => appenv::ValueSource::Stdin,
+                (false, Some(path)) => appenv::ValueSource::File(path),
+                (false, None) if appenv::can_prompt() => appenv::ValueSource::Prompt,
+                (false, None) => {
+                    use clap::CommandFactory as _;
+                    Cli::command()
+                        .error(
+                            clap::error::ErrorKind::MissingRequiredArgument,
+                            "set needs the value: --value-stdin, --value-file PATH, or a terminal to type it at",
+                        )
+                        .exit();
+                }
+            };
+            appenv::set(cli, key, file, &source)
+        }
+        Command::Get { key, file } => appenv::get(cli, key, file, out),
+        Command::Run {
+            files,
+            override_env,
+            command,
+        } => run::run(cli, files, *override_env, command),
     }
 }
 
-pub(crate) fn read_stdin() -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut buf)
-        .context("cannot read stdin")?;
-    Ok(buf)
+/// All of stdin, in a zeroizing buffer: it may be plaintext.
+pub(crate) fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
+    appenv::read_secret(std::io::stdin().lock()).context("cannot read stdin")
 }

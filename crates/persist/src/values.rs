@@ -164,24 +164,7 @@ fn render(
         .enumerate()
         .map(|(i, b)| (b.key.as_str(), i))
         .collect();
-    // A value the file already holds, as text that reads back the same, is
-    // no change.
-    wanted.retain(|(name, value)| {
-        index.get(name.as_str()).is_none_or(|&i| {
-            parsed.values[i].1.as_ref().map(|v| v.as_str()) != Some(value.as_str())
-                || !parsed.bindings[i]
-                    .value
-                    .as_deref()
-                    .is_some_and(|raw| quote::references(raw).next().is_none())
-        })
-    });
-    if wanted.is_empty() {
-        return Ok(None);
-    }
-
-    let mut edits: Vec<(Range<usize>, Zeroizing<String>)> = Vec::new();
-    let mut appended = Zeroizing::new(String::new());
-    for (name, value) in &wanted {
+    for (name, _) in &wanted {
         if keyring::is_keyring_variable_any_case(prefixes, name) {
             return Err(PersistError::KeyringVariable {
                 path: path.to_owned(),
@@ -194,6 +177,26 @@ fn render(
                 reason: "the name has blanks, '=', '#' or a leading quote",
             });
         }
+    }
+    // A value the file already holds, as text without references, is no
+    // change.
+    wanted.retain(|(name, value)| {
+        index.get(name.as_str()).is_none_or(|&i| {
+            let same = parsed.values[i].1.as_ref().map(|v| v.as_str()) == Some(value.as_str());
+            let literal = parsed.bindings[i]
+                .value
+                .as_deref()
+                .is_some_and(|raw| quote::references(raw).next().is_none());
+            !(same && literal)
+        })
+    });
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+
+    let mut edits: Vec<(Range<usize>, Zeroizing<String>)> = Vec::new();
+    let mut appended = Zeroizing::new(String::new());
+    for (name, value) in &wanted {
         let encoded = Zeroizing::new(quote::encode(name, value)?);
         match index.get(name.as_str()).map(|&i| &parsed.bindings[i]) {
             Some(b) => match parsed.value_span(b) {
