@@ -398,6 +398,9 @@ pub(crate) fn in_place(cli: &Cli, op: Op<'_>, files: &[PathBuf], keys: &[String]
         read.push(persist::read_variables(file, &prefixes).map_err(|e| nothing(e.into()))?);
     }
     for key in keys {
+        if let (true, Some(file)) = (is_keyring_name(key), files.first()) {
+            return Err(nothing(keyring_refusal(file, key)));
+        }
         if !read.iter().flatten().any(|v| v.name == *key) {
             let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             return Err(nothing(anyhow!(
