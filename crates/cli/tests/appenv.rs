@@ -700,7 +700,7 @@ fn run_gives_the_program_decrypted_values_and_withholds_the_keyring() {
     assert_eq!(got["OVERRIDDEN"], "local, decrypted");
     assert_eq!(got["LOCAL"], "one");
     assert_eq!(got["FROM_ENV"], "environment", "the environment wins");
-    for (k, _) in &got {
+    for k in got.keys() {
         let upper = k.to_ascii_uppercase();
         assert!(
             !upper.starts_with("ENCRYPTION_")
