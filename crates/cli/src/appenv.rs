@@ -112,21 +112,7 @@ fn keyring_refusal(file: &Path, key: &str) -> anyhow::Error {
 /// Whether a name belongs to the keyring, in any case (as the keyring
 /// reads them).
 pub(crate) fn is_keyring_name(key: &str) -> bool {
-    let prefixes = Prefixes::default();
-    let upper = key.to_ascii_uppercase();
-    upper == prefixes.active.to_ascii_uppercase()
-        || upper == prefixes.checksum.to_ascii_uppercase()
-        || [
-            &prefixes.keys,
-            &prefixes.salt,
-            &prefixes.salt_hash,
-            &prefixes.fernet_key,
-            &prefixes.kdf_iterations,
-            &prefixes.activated_at,
-            &prefixes.state,
-        ]
-        .iter()
-        .any(|p| upper.starts_with(&p.to_ascii_uppercase()))
+    Prefixes::default().is_keyring_variable_any_case(key)
 }
 
 /// Where `set` takes the value from.

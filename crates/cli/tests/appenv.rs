@@ -917,9 +917,12 @@ mod pty {
     /// terminal (`setsid -c`), and everything the terminal shows.
     pub(super) struct Terminal {
         master: std::fs::File,
-        slave: OwnedFd,
+        /// Kept open to read the terminal's modes; closed by `wait`, so
+        /// the reader sees the end.
+        slave: Option<OwnedFd>,
         child: std::process::Child,
         screen: Arc<Mutex<Vec<u8>>>,
+        reader: Option<std::thread::JoinHandle<()>>,
     }
 
     impl Terminal {
@@ -959,7 +962,7 @@ mod pty {
             let screen = Arc::new(Mutex::new(Vec::new()));
             let mut reader = master.try_clone().unwrap();
             let sink = Arc::clone(&screen);
-            std::thread::spawn(move || {
+            let reader = std::thread::spawn(move || {
                 let mut buf = [0u8; 1024];
                 // EIO once the program's side is closed.
                 while let Ok(n) = reader.read(&mut buf) {
@@ -971,9 +974,10 @@ mod pty {
             });
             Self {
                 master,
-                slave: open_slave(),
+                slave: Some(open_slave()),
                 child,
                 screen,
+                reader: Some(reader),
             }
         }
 
@@ -999,7 +1003,7 @@ mod pty {
         }
 
         fn echo_on(&self) -> bool {
-            tcgetattr(self.slave.as_fd())
+            tcgetattr(self.slave.as_ref().unwrap().as_fd())
                 .unwrap()
                 .local_modes
                 .contains(LocalModes::ECHO)
@@ -1018,8 +1022,12 @@ mod pty {
 
         pub(super) fn wait(&mut self) -> std::process::ExitStatus {
             let status = self.child.wait().unwrap();
-            // Let the reader drain what is left.
-            std::thread::sleep(Duration::from_millis(100));
+            // With every slave side closed, the reader drains what is left
+            // and stops.
+            self.slave = None;
+            if let Some(reader) = self.reader.take() {
+                reader.join().unwrap();
+            }
             status
         }
     }

@@ -94,6 +94,13 @@ impl Prefixes {
             || name == self.checksum
             || self.per_version().iter().any(|p| name.starts_with(p))
     }
+
+    /// Whether a variable belongs to the keyring, its name in any case (as
+    /// the keyring reads a file).
+    #[must_use]
+    pub fn is_keyring_variable_any_case(&self, name: &str) -> bool {
+        is_keyring_variable_any_case(self, name)
+    }
 }
 
 /// A version's key as stored.
