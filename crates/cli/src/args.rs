@@ -1,5 +1,6 @@
 //! The command line's shape: global options and commands (clap).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -95,11 +96,16 @@ pub(crate) enum Command {
         password: PasswordArgs,
     },
     /// Encrypt stdin (any bytes) under the active version: one token and a
-    /// newline on stdout.
+    /// newline on stdout. With -f: encrypt a .env file's values in place.
     #[command(after_help = "Examples:
   echo -n 's3cr3t' | secrets-manager encrypt > token
-  secrets-manager encrypt < photo.jpg > photo.token")]
-    Encrypt,
+  secrets-manager encrypt < photo.jpg > photo.token
+  secrets-manager encrypt -f .env                      # every plain value that is not a keyring variable
+  secrets-manager encrypt -f .env -k DATABASE_PASSWORD")]
+    Encrypt {
+        #[command(flatten)]
+        in_place: InPlace,
+    },
     /// Decrypt one token from stdin (surrounding whitespace ignored): the
     /// exact plaintext bytes on stdout.
     #[command(after_help = "Examples:
@@ -116,6 +122,8 @@ pub(crate) enum Command {
         /// Write plaintext that is not UTF-8 text to a terminal anyway.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        in_place: InPlace,
     },
     /// Add a version, make it active and write the keyring (existing
     /// versions are kept; a name the keyring already has is refused).
@@ -182,15 +190,21 @@ pub(crate) enum Command {
         yes: bool,
     },
     /// Re-encrypt tokens (one per line on stdin) under the active version,
-    /// keeping their timestamps: the same number of lines on stdout.
+    /// keeping their timestamps: the same number of lines on stdout. With
+    /// -f: every encrypted value of a .env file, in place.
     #[command(after_help = "Examples:
   secrets-manager rewrap < tokens.txt > fresh.txt
-  secrets-manager rewrap --keep-going < tokens.txt > fresh.txt   # report every bad line")]
+  secrets-manager rewrap --keep-going < tokens.txt > fresh.txt   # report every bad line
+  secrets-manager rewrap -f .env")]
     Rewrap {
         /// Go on past lines that fail: report each by number, pass it
         /// through unchanged, and exit 1 at the end.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "files")]
         keep_going: bool,
+        /// Re-encrypt the encrypted values of this .env file in place
+        /// (repeatable); keyring variables are left alone.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
     /// Show the versions, the active one, iterations and activation times.
     /// Never a secret.
@@ -230,6 +244,84 @@ pub(crate) enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
+    /// Store one value in a .env file, encrypted under the active version
+    /// (`KEY="gAAAA..."`), in place and atomically; comments and other
+    /// lines are kept.
+    ///
+    /// The value comes from --value-stdin, --value-file, or, at a terminal,
+    /// a prompt that does not echo, asked twice. One trailing line break is
+    /// dropped from stdin and files.
+    #[command(after_help = "Examples:
+  secrets-manager set DATABASE_PASSWORD -f .env                    # asked twice, no echo
+  printf '%s' \"$PW\" | secrets-manager set DATABASE_PASSWORD -f .env --value-stdin")]
+    Set {
+        /// The variable.
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// The .env file (created, mode 0600, if missing).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// Read the value from stdin.
+        #[arg(long, conflicts_with = "value_file")]
+        value_stdin: bool,
+        /// Read the value from this file.
+        #[arg(long, value_name = "PATH")]
+        value_file: Option<PathBuf>,
+    },
+    /// Print the plaintext of one value of a .env file (the exact bytes).
+    #[command(after_help = "Example:
+  secrets-manager get DATABASE_PASSWORD -f .env")]
+    Get {
+        /// The variable.
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// The .env file.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Run a program with the values of .env files in its environment,
+    /// encrypted ones decrypted; nothing decrypted touches the disk.
+    ///
+    /// Files are read as python-dotenv reads them; a later file overrides
+    /// an earlier one, and variables already in the environment win unless
+    /// --override. The keyring's variables (ENCRYPTION_*,
+    /// ACTIVE_ENCRYPTION_VERSION) are removed from the program's
+    /// environment. If a value does not decrypt, the program is not
+    /// started. On Unix the program replaces this process, so its exit
+    /// status and signals are its own; 127 if it cannot be found, 126 if it
+    /// cannot be run.
+    #[command(after_help = "Examples:
+  secrets-manager run -f .env -- ./server --port 8080
+  secrets-manager run -f .env -f .env.local --override -- env")]
+    Run {
+        /// A .env file (repeatable; later files override earlier ones).
+        #[arg(short = 'f', long = "file", value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// Let the files' values replace variables already in the
+        /// environment.
+        #[arg(long = "override")]
+        override_env: bool,
+        /// The program and its arguments (after `--`).
+        #[arg(
+            value_name = "PROGRAM",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        command: Vec<OsString>,
+    },
+}
+
+/// `-f FILE [-k KEY]...`: values of .env files, changed in place.
+#[derive(Debug, Args)]
+pub(crate) struct InPlace {
+    /// Work on the values of this .env file in place instead of stdin
+    /// (repeatable). Keyring variables are left alone.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub(crate) files: Vec<PathBuf>,
+    /// Only this variable (repeatable; default: every value that needs it).
+    #[arg(short = 'k', long = "key", value_name = "KEY", requires = "files")]
+    pub(crate) keys: Vec<String>,
 }
 
 /// Where a new version's password comes from (by default: 32 random bytes).

@@ -5,13 +5,15 @@
 //! file), 2 for usage errors. A failure prints one `error: ...` line on
 //! stderr and nothing on stdout.
 
+mod appenv;
 mod args;
 mod crypt;
 mod keyring;
 mod manage;
 mod report;
+mod run;
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -44,17 +46,22 @@ pub(crate) fn say(cli: &Cli, message: impl std::fmt::Display) {
     }
 }
 
+/// Prints the warnings gathered so far.
+pub(crate) fn flush_warnings() {
+    for w in WARNINGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .drain(..)
+    {
+        eprintln!("{w}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(out) => {
-            for w in WARNINGS
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .drain(..)
-            {
-                eprintln!("{w}");
-            }
+            flush_warnings();
             let mut stdout = std::io::stdout().lock();
             match stdout.write_all(&out).and_then(|()| stdout.flush()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -70,7 +77,8 @@ fn main() -> ExitCode {
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
+            e.downcast_ref::<run::CannotRun>()
+                .map_or(ExitCode::FAILURE, run::CannotRun::exit_code)
         }
     }
 }
@@ -110,8 +118,29 @@ fn run(cli: &Cli) -> Result<Output> {
             version_name,
             password,
         } => manage::init(cli, version_name, password).and_then(|()| none()),
-        Command::Encrypt => crypt::encrypt(cli),
-        Command::Decrypt { ttl, hint, force } => crypt::decrypt(cli, *ttl, hint.as_deref(), *force),
+        Command::Encrypt { in_place } if !in_place.files.is_empty() => {
+            appenv::in_place(cli, appenv::Op::Encrypt, &in_place.files, &in_place.keys)
+                .and_then(|()| none())
+        }
+        Command::Encrypt { .. } => crypt::encrypt(cli),
+        Command::Decrypt {
+            ttl,
+            hint,
+            in_place,
+            ..
+        } if !in_place.files.is_empty() => appenv::in_place(
+            cli,
+            appenv::Op::Decrypt {
+                ttl: *ttl,
+                hint: hint.as_deref(),
+            },
+            &in_place.files,
+            &in_place.keys,
+        )
+        .and_then(|()| none()),
+        Command::Decrypt {
+            ttl, hint, force, ..
+        } => crypt::decrypt(cli, *ttl, hint.as_deref(), *force),
         Command::Rotate {
             new_version,
             no_activate,
@@ -180,7 +209,10 @@ fn run(cli: &Cli) -> Result<Output> {
             );
             none()
         }
-        Command::Rewrap { keep_going } => crypt::rewrap(cli, *keep_going).and_then(|()| none()),
+        Command::Rewrap { files, .. } if !files.is_empty() => {
+            appenv::in_place(cli, appenv::Op::Rewrap, files, &[]).and_then(|()| none())
+        }
+        Command::Rewrap { keep_going, .. } => crypt::rewrap(cli, *keep_going).and_then(|()| none()),
         Command::Status { json } => report::status(cli, *json),
         Command::Verify {
             update_checksum,
@@ -203,14 +235,42 @@ fn run(cli: &Cli) -> Result<Output> {
             clap_complete::generate(shell, &mut Cli::command(), "secrets-manager", &mut out);
             Ok(Output::new(out))
         }
+        Command::Set {
+            key,
+            file,
+            value_stdin,
+            value_file,
+        } => {
+            let source = match (value_stdin, value_file) {
+                (true, _) => appenv::ValueSource::Stdin,
+                (false, Some(path)) => appenv::ValueSource::File(path),
+                (false, None) if appenv::can_prompt() => appenv::ValueSource::Prompt,
+                (false, None) => {
+                    use clap::CommandFactory as _;
+                    Cli::command()
+                        .error(
+                            clap::error::ErrorKind::MissingRequiredArgument,
+                            "set needs the value: --value-stdin, --value-file PATH, or a terminal to type it at",
+                        )
+                        .exit();
+                }
+            };
+            appenv::set(cli, key, file, &source).and_then(|()| none())
+        }
+        Command::Get { key, file } => {
+            let mut out = Output::default();
+            appenv::get(cli, key, file, &mut out)?;
+            Ok(out)
+        }
+        Command::Run {
+            files,
+            override_env,
+            command,
+        } => run::run(cli, files, *override_env, command).and_then(|()| none()),
     }
 }
 
-/// All of stdin, in a buffer zeroized when dropped (it may be plaintext).
+/// All of stdin, in a zeroizing buffer: it may be plaintext.
 pub(crate) fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .read_to_end(&mut buf)
-        .context("cannot read stdin")?;
-    Ok(buf)
+    appenv::read_secret(std::io::stdin().lock()).context("cannot read stdin")
 }

@@ -1509,6 +1509,9 @@ fn help_texts_are_stable_and_every_command_has_examples() {
         "verify",
         "keygen",
         "completions",
+        "set",
+        "get",
+        "run",
     ];
     let help = |args: &[&str]| {
         let out = env.cmd(args).env("COLUMNS", "100").output().unwrap();

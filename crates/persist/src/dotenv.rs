@@ -23,6 +23,9 @@ pub(crate) struct Binding {
     /// Byte range of the statement in the text, from its first
     /// non-blank character through its line end.
     pub(crate) span: Range<usize>,
+    /// Byte range of the value's own text (quotes included; an inline
+    /// comment and trailing blanks not), `None` for a bare `NAME`.
+    pub(crate) value_span: Option<Range<usize>>,
 }
 
 /// Where parsing stopped: a statement python-dotenv cannot read.
@@ -46,12 +49,14 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Binding>, Unparsable> {
         let line = reader.line;
         match reader.binding() {
             Ok(Some((key, value))) => {
+                let (value, value_span) = value.unzip();
                 // The statement's own line is where its key starts.
                 out.push(Binding {
                     key,
                     value,
                     line: reader.key_line,
                     span: reader.key_pos..reader.pos,
+                    value_span,
                 });
             }
             Ok(None) => {}
@@ -155,7 +160,9 @@ impl Reader<'_> {
 
     /// One statement: `Ok(None)` for blank lines and comments.
     #[allow(clippy::type_complexity)]
-    fn binding(&mut self) -> Result<Option<(String, Option<Zeroizing<String>>)>, ()> {
+    fn binding(
+        &mut self,
+    ) -> Result<Option<(String, Option<(Zeroizing<String>, Range<usize>)>)>, ()> {
         self.take_while(is_ws);
         self.key_line = self.line;
         self.key_pos = self.pos;
@@ -192,7 +199,9 @@ impl Reader<'_> {
         let value = if self.peek() == Some('=') {
             self.advance(1);
             self.take_while(is_inline_ws);
-            Some(self.value()?)
+            let start = self.pos;
+            let (value, end) = self.value()?;
+            Some((value, start..end))
         } else {
             None
         };
@@ -208,7 +217,8 @@ impl Reader<'_> {
         Ok(key.map(|k| (k, value)))
     }
 
-    fn value(&mut self) -> Result<Zeroizing<String>, ()> {
+    /// The value, and where its text ends.
+    fn value(&mut self) -> Result<(Zeroizing<String>, usize), ()> {
         match self.peek() {
             Some(q @ ('\'' | '"')) => {
                 // `'((?:\\'|[^'])*)'`: a backslash-quote pair never closes.
@@ -231,16 +241,21 @@ impl Reader<'_> {
                 };
                 let raw = Zeroizing::new(body[..end].to_owned());
                 self.advance(end + 2);
-                Ok(if q == '"' {
+                let value = if q == '"' {
                     decode_double(&raw)
                 } else {
                     decode_single(&raw)
-                })
+                };
+                Ok((value, self.pos))
             }
-            None | Some('\n' | '\r') => Ok(Zeroizing::new(String::new())),
+            None | Some('\n' | '\r') => Ok((Zeroizing::new(String::new()), self.pos)),
             Some(_) => {
+                let start = self.pos;
                 let part = self.take_while(|c| c != '\r' && c != '\n');
-                Ok(strip_inline_comment(part))
+                // The value is a prefix of the line's text.
+                let value = strip_inline_comment(part);
+                let end = start + value.len();
+                Ok((value, end))
             }
         }
     }
@@ -471,6 +486,27 @@ mod tests {
         let b = parse(&text).unwrap();
         let spans: Vec<&str> = b.iter().map(|b| &text[b.span.clone()]).collect();
         assert_eq!(spans, ["A=1\n", "export B='2' # x\n", "C=3"]);
+    }
+
+    #[test]
+    fn value_spans_cover_the_value_text_alone() {
+        let text = universal_newlines("A=1 # c\nexport B='2' # x\nC=\"x\ny\"\nD=\nE\nF=  v  \n");
+        let b = parse(&text).unwrap();
+        let spans: Vec<Option<&str>> = b
+            .iter()
+            .map(|b| b.value_span.clone().map(|r| &text[r]))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                Some("1"),
+                Some("'2'"),
+                Some("\"x\ny\""),
+                Some(""),
+                None,
+                Some("v")
+            ]
+        );
     }
 
     #[test]

@@ -211,6 +211,17 @@ pub enum PersistError {
         /// The store.
         origin: Source,
     },
+    /// A change to an application variable that names a keyring
+    /// variable: only keyring writes change those.
+    #[error(
+        "{path}: {variable} belongs to the keyring; application values never change it (the keyring commands do)"
+    )]
+    KeyringVariable {
+        /// The file.
+        path: PathBuf,
+        /// The variable.
+        variable: String,
+    },
     /// A symbolic link whose target does not exist.
     #[error("{path}: is a symbolic link to {target}, which does not exist")]
     DanglingSymlink {

@@ -28,24 +28,31 @@ pub const MAX_FILE_LEN: u64 = 16 << 20;
 pub const MAX_EXPANDED_LEN: usize = 64 << 20;
 
 /// A parsed file: its text, bindings and resolved values.
-struct Parsed {
+pub(crate) struct Parsed {
     /// The original text, byte for byte.
-    original: Zeroizing<String>,
-    bindings: Vec<Binding>,
+    pub(crate) original: Zeroizing<String>,
+    pub(crate) bindings: Vec<Binding>,
     /// Byte offsets in `original` of each byte boundary of the
     /// universal-newline text the bindings index.
     offsets: Vec<usize>,
-    values: DotenvValues,
+    pub(crate) values: DotenvValues,
 }
 
 impl Parsed {
     /// A binding's byte range in the original text.
-    fn span(&self, b: &Binding) -> Range<usize> {
+    pub(crate) fn span(&self, b: &Binding) -> Range<usize> {
         self.offsets[b.span.start]..self.offsets[b.span.end]
+    }
+
+    /// A value's byte range in the original text.
+    pub(crate) fn value_span(&self, b: &Binding) -> Option<Range<usize>> {
+        b.value_span
+            .as_ref()
+            .map(|r| self.offsets[r.start]..self.offsets[r.end])
     }
 }
 
-fn io<'a>(
+pub(crate) fn io<'a>(
     path: &'a Path,
     action: &'static str,
 ) -> impl FnOnce(std::io::Error) -> PersistError + 'a {
@@ -61,7 +68,7 @@ fn env_lookup(name: &str) -> Option<String> {
 }
 
 /// Parses `bytes` read from `path` as python-dotenv would.
-fn parse_text(path: &Path, bytes: &[u8]) -> Result<Parsed, PersistError> {
+pub(crate) fn parse_text(path: &Path, bytes: &[u8]) -> Result<Parsed, PersistError> {
     let original = match std::str::from_utf8(bytes) {
         Ok(t) => Zeroizing::new(t.to_owned()),
         Err(e) => {
@@ -121,7 +128,11 @@ fn parse_text(path: &Path, bytes: &[u8]) -> Result<Parsed, PersistError> {
     })
 }
 
-fn verify_checksum(path: &Path, parsed: &Parsed, prefixes: &Prefixes) -> Result<(), PersistError> {
+pub(crate) fn verify_checksum(
+    path: &Path,
+    parsed: &Parsed,
+    prefixes: &Prefixes,
+) -> Result<(), PersistError> {
     let Some((_, stored)) = parsed.values.iter().find(|(k, _)| *k == prefixes.checksum) else {
         return Ok(());
     };
@@ -204,7 +215,10 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 }
 
 /// Reads a whole open file, refusing one over [`MAX_FILE_LEN`].
-fn read_limited(path: &Path, file: &mut File) -> Result<Zeroizing<Vec<u8>>, PersistError> {
+pub(crate) fn read_limited(
+    path: &Path,
+    file: &mut File,
+) -> Result<Zeroizing<Vec<u8>>, PersistError> {
     let mut bytes = Zeroizing::new(Vec::new());
     file.take(MAX_FILE_LEN + 1)
         .read_to_end(&mut bytes)
@@ -218,7 +232,7 @@ fn read_limited(path: &Path, file: &mut File) -> Result<Zeroizing<Vec<u8>>, Pers
     Ok(bytes)
 }
 
-fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, PersistError> {
+pub(crate) fn read_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, PersistError> {
     let mut file = open_regular(path, OpenOptions::new().read(true))?;
     read_limited(path, &mut file)
 }
@@ -604,8 +618,8 @@ fn render(
 /// Where a write goes: the path itself, or the target of the symbolic link
 /// it names (so the link stays a link).
 #[derive(Debug)]
-struct Target {
-    path: PathBuf,
+pub(crate) struct Target {
+    pub(crate) path: PathBuf,
 }
 
 /// Follows symbolic links to the file to write. A dangling link or a path
@@ -643,7 +657,7 @@ fn resolve(path: &Path) -> Result<Target, PersistError> {
 /// needed. After waiting, checks that the path still names the file locked:
 /// a writer that finished meanwhile replaced it, and the new file must be
 /// locked instead.
-fn lock_file(path: &Path) -> Result<(File, bool, Target), PersistError> {
+pub(crate) fn lock_file(path: &Path) -> Result<(File, bool, Target), PersistError> {
     // Each round either locks the file or saw it replaced or created by
     // another writer; a path that keeps changing under us is given up on
     // rather than spun on.
@@ -767,7 +781,7 @@ fn temp_dir(path: &Path) -> &Path {
 
 /// Removes temporary files that writers killed mid-write left next to the
 /// target. Only called under the lock, when no live writer has one.
-fn remove_stale_temporaries(target: &Target) {
+pub(crate) fn remove_stale_temporaries(target: &Target) {
     let prefix = temp_prefix(&target.path);
     let Ok(entries) = std::fs::read_dir(temp_dir(&target.path)) else {
         return;
@@ -818,7 +832,7 @@ fn create_temporary(target: &Path) -> Result<(File, PathBuf), PersistError> {
     ))
 }
 
-fn write_atomically(
+pub(crate) fn write_atomically(
     path: &Path,
     target: &Target,
     bytes: &[u8],

@@ -94,6 +94,13 @@ impl Prefixes {
             || name == self.checksum
             || self.per_version().iter().any(|p| name.starts_with(p))
     }
+
+    /// Whether a variable belongs to the keyring, its name in any case (as
+    /// the keyring reads a file).
+    #[must_use]
+    pub fn is_keyring_variable_any_case(&self, name: &str) -> bool {
+        is_keyring_variable_any_case(self, name)
+    }
 }
 
 /// A version's key as stored.
@@ -709,7 +716,7 @@ pub(crate) fn from_vars(
     Ok(keyring)
 }
 
-fn is_keyring_variable_any_case(prefixes: &Prefixes, name: &str) -> bool {
+pub(crate) fn is_keyring_variable_any_case(prefixes: &Prefixes, name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     let p = |s: &str| s.to_ascii_uppercase();
     upper == p(&prefixes.active)

@@ -53,6 +53,9 @@
 //! - Reading is bounded: files over [`MAX_FILE_LEN`], expansions over
 //!   [`MAX_EXPANDED_LEN`]; FIFOs and devices are refused, never waited on.
 //! - No error message contains a value.
+//! - Application values in a `.env` file ([`update_variables`]) go through
+//!   the same lock, atomic write and read-back check; keyring variables
+//!   are never changed there, and a checksum is refreshed.
 
 mod dotenv;
 mod error;
@@ -60,6 +63,7 @@ mod file;
 mod keyring;
 mod quote;
 mod store;
+mod values;
 
 pub use crate::error::{PersistError, Source, WriteWarning};
 pub use crate::file::{
@@ -68,6 +72,7 @@ pub use crate::file::{
 };
 pub use crate::keyring::{Keyring, Prefixes, StoredKey, StoredState, StoredVersion};
 pub use crate::store::{EnvStore, FileStore, KeyringStore, OnChange, Watch};
+pub use crate::values::{Variable, read_variables, update_variables};
 /// A file's variables in order: name, and value (`None` for a bare `NAME`).
 pub type DotenvValues = Vec<(String, Option<zeroize::Zeroizing<String>>)>;
 

@@ -42,17 +42,32 @@ pub(crate) fn encode(name: &str, value: &str) -> Result<String, PersistError> {
 
 /// Whether python-dotenv's `${NAME}` / `${NAME:-default}` pattern occurs.
 pub(crate) fn has_interpolation(value: &str) -> bool {
+    references(value).next().is_some()
+}
+
+/// The names python-dotenv's `${NAME}` / `${NAME:-default}` pattern finds
+/// in a value's text, in order.
+pub(crate) fn references(value: &str) -> impl Iterator<Item = &str> {
     let mut rest = value;
-    while let Some(i) = rest.find("${") {
-        let after = &rest[i + 2..];
-        let name_end = after.find(['}', ':']).unwrap_or(after.len());
-        let tail = &after[name_end..];
-        if tail.starts_with('}') || tail.strip_prefix(":-").is_some_and(|d| d.contains('}')) {
-            return true;
+    std::iter::from_fn(move || {
+        while let Some(i) = rest.find("${") {
+            let after = &rest[i + 2..];
+            let name_end = after.find(['}', ':']).unwrap_or(after.len());
+            let tail = &after[name_end..];
+            if let Some(close) = if tail.starts_with('}') {
+                Some(0)
+            } else {
+                tail.strip_prefix(":-")
+                    .and_then(|d| d.find('}'))
+                    .map(|e| e + 2)
+            } {
+                rest = &tail[close + 1..];
+                return Some(&after[..name_end]);
+            }
+            rest = after;
         }
-        rest = after;
-    }
-    false
+        None
+    })
 }
 
 fn unquoted_reads_back(value: &str) -> bool {
@@ -87,5 +102,14 @@ mod tests {
         let err = encode("SECRET", "x${HOME}y").unwrap_err().to_string();
         assert!(err.starts_with("SECRET:") && !err.contains("HOME"), "{err}");
         assert_eq!(encode("A", "${unclosed").unwrap(), "\"${unclosed\"");
+    }
+
+    #[test]
+    fn finds_references_as_python_dotenv_expands_them() {
+        let found: Vec<&str> = references("${A}-${B:-x}-${C:y}-${D").collect();
+        assert_eq!(found, ["A", "B"]);
+        let found: Vec<&str> = references("$${A}}${B:-${C}}").collect();
+        assert_eq!(found, ["A", "B"]);
+        assert_eq!(references("plain $A {B}").count(), 0);
     }
 }
