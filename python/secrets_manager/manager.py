@@ -146,7 +146,6 @@ class SecretsManager:
         With ``activate=False`` the version is staged: it decrypts, and
         :meth:`activate_version` switches to it later."""
         with self._lock:
-            self._sync()
             config = self.config
             name = _version(new_version)
             if new_salt is None:
@@ -156,6 +155,10 @@ class SecretsManager:
                     )
                 new_salt = next(iter(config.keys.values()))["salt"]
             salt = _salt_bytes(name, new_salt)
+            if config.keys:
+                # Pending changes first (an emptied configuration is replaced
+                # by the new version alone, after the rotation).
+                self._sync()
             if not isinstance(new_key, str):
                 raise TypeError(f"Chave da versão '{name}' deve ser str")
             try:

@@ -30,6 +30,7 @@ use secrets_manager::fernet::{Fernet, Key, UnverifiedToken};
 use secrets_manager::kdf::{Salt, derive_key};
 use secrets_manager::keystore::{KeyKind, VersionState};
 use secrets_manager::secrecy::{ExposeSecret as _, SecretString};
+use secrets_manager::zeroize::Zeroizing;
 use secrets_manager::{Error, SecretsConfig, SecretsManager, Statistics, Version};
 use sha2::{Digest, Sha256};
 
@@ -41,6 +42,25 @@ use crate::token::PyFernet;
 /// would cost more, and hand the GIL around between threads). Longer ones,
 /// and any call that may derive a key, release it.
 pub(crate) const SMALL: usize = 16 * 1024;
+
+/// Bytes for Python. A large copy happens with the GIL released (into the
+/// new, not yet shared, `bytes` object).
+pub(crate) fn bytes_out<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    if data.len() <= SMALL {
+        return Ok(PyBytes::new(py, data));
+    }
+    PyBytes::new_with(py, data.len(), |buf| {
+        py.detach(|| buf.copy_from_slice(data));
+        Ok(())
+    })
+}
+
+/// Drops a large plaintext (zeroizing it) with the GIL released.
+pub(crate) fn drop_large(py: Python<'_>, plaintext: Zeroizing<Vec<u8>>) {
+    if plaintext.len() > SMALL {
+        py.detach(move || drop(plaintext));
+    }
+}
 
 /// A configuration entry as the Python layer passes it:
 /// `(version, password, salt bytes, salt_hash)`.
@@ -253,7 +273,7 @@ type Rotated<'py> = (
 );
 
 /// The result of a decryption: version, plaintext, whether it was the hint.
-type Opened = (Version, secrets_manager::zeroize::Zeroizing<Vec<u8>>, bool);
+type Opened = (Version, Zeroizing<Vec<u8>>, bool);
 
 impl Core {
     fn entries(&self, args: Vec<EntryArg>) -> PyResult<Vec<Entry>> {
@@ -552,7 +572,7 @@ impl Core {
         let (version, token) = result.map_err(|e| to_py(&e, Doing::Manage))?;
         Ok((
             PyString::new(py, version.as_str()),
-            PyBytes::new(py, token.as_bytes()),
+            bytes_out(py, token.as_bytes())?,
         ))
     }
 
@@ -572,7 +592,7 @@ impl Core {
         self.mark_warm(epoch, version);
         Ok((
             PyString::new(py, version.as_str()),
-            PyBytes::new(py, token.as_bytes()),
+            bytes_out(py, token.as_bytes())?,
         ))
     }
 
@@ -599,11 +619,9 @@ impl Core {
             r
         };
         let (version, plaintext, was_hint) = result.map_err(|e| to_py(&e, Doing::Decrypt))?;
-        Ok((
-            PyString::new(py, version.as_str()),
-            PyBytes::new(py, &plaintext),
-            was_hint,
-        ))
+        let out = bytes_out(py, &plaintext)?;
+        drop_large(py, plaintext);
+        Ok((PyString::new(py, version.as_str()), out, was_hint))
     }
 
     /// Re-encrypts a token under the active version, keeping its
@@ -631,11 +649,13 @@ impl Core {
         let (to, fresh) = py
             .detach(|| m.encrypt_at_time(&plaintext, timestamp))
             .map_err(|e| to_py(&e, Doing::Manage))?;
+        let size = plaintext.len();
+        drop_large(py, plaintext);
         Ok((
             PyString::new(py, from.as_str()),
             PyString::new(py, to.as_str()),
-            PyBytes::new(py, fresh.as_bytes()),
-            plaintext.len(),
+            bytes_out(py, fresh.as_bytes())?,
+            size,
         ))
     }
 

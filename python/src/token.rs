@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use secrets_manager::fernet::{Fernet, Key};
 
-use crate::core::{SMALL, plaintext_arg, token_arg, ttl_arg};
+use crate::core::{SMALL, bytes_out, drop_large, plaintext_arg, token_arg, ttl_arg};
 use crate::errors::InvalidToken;
 
 /// A Fernet key (the Rust codec): tokens are interchangeable with
@@ -56,7 +56,7 @@ impl PyFernet {
         } else {
             py.detach(|| self.0.encrypt(&data))
         };
-        Ok(PyBytes::new(py, token.as_bytes()))
+        bytes_out(py, token.as_bytes())
     }
 
     /// A token for `data`, stamped with `current_time` (Unix seconds).
@@ -68,7 +68,7 @@ impl PyFernet {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let data = plaintext_arg(data)?;
         let token = py.detach(|| self.0.encrypt_at_time(&data, current_time));
-        Ok(PyBytes::new(py, token.as_bytes()))
+        bytes_out(py, token.as_bytes())
     }
 
     /// The message in a token; with `ttl`, only if the token is at most
@@ -92,7 +92,9 @@ impl PyFernet {
             py.detach(open)
         }
         .map_err(|_| invalid())?;
-        Ok(PyBytes::new(py, &plaintext))
+        let out = bytes_out(py, &plaintext)?;
+        drop_large(py, plaintext);
+        Ok(out)
     }
 
     /// As `decrypt`, at `current_time` (Unix seconds) instead of now.
@@ -108,7 +110,9 @@ impl PyFernet {
         let plaintext = py
             .detach(|| self.0.decrypt_at_time(&*token, ttl, current_time))
             .map_err(|_| invalid())?;
-        Ok(PyBytes::new(py, &plaintext))
+        let out = bytes_out(py, &plaintext)?;
+        drop_large(py, plaintext);
+        Ok(out)
     }
 
     /// The token's timestamp (Unix seconds), after verifying its HMAC.
