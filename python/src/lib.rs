@@ -7,11 +7,11 @@
 //! `secrets-manager` here; the Python side keeps the configuration object
 //! and the original's exceptions, messages and audit callbacks.
 //!
-//! - [`core`]: `Core`, a facade `SecretsManager` kept in step with a
+//! - `core`: `Core`, a facade `SecretsManager` kept in step with a
 //!   mutable Python configuration;
-//! - [`files`]: reading and writing `.env` keyring files;
-//! - [`token`]: `Fernet`, one version's key (`get_fernet`);
-//! - [`errors`]: the Python exceptions and the original's messages.
+//! - `files`: reading and writing `.env` keyring files;
+//! - `token`: `Fernet`, one version's key (`get_fernet`);
+//! - `errors`: the Python exceptions and the original's messages.
 
 // PyO3's macros expand to FFI glue that uses `unsafe`; this crate writes
 // none itself.
