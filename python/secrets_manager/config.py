@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 from . import _native
 from .utils import (
@@ -82,7 +82,7 @@ class _Tracked(dict):  # type: ignore[type-arg]
             super().__setitem__(key, self._adopt_value(value))
         _touch(self._owner)
 
-    def __ior__(self, other: Any) -> "_Tracked":
+    def __ior__(self, other: Any) -> "_Tracked":  # type: ignore[misc]
         self.update(other)
         return self
 
@@ -205,6 +205,8 @@ class SecretsConfig:
     verify_salt_integrity: bool = True
     audit_callback: Optional[AuditCallback] = None
     logger: Optional[logging.Logger] = None
+    #: Revision counter, bumped by every change (instances keep their own).
+    _rev: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.keys, Mapping) or not self.keys:
