@@ -25,6 +25,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _};
 use std::path::{Path, PathBuf};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use secrets_manager::kdf::Salt;
@@ -45,6 +46,43 @@ fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -
             source,
         })
     }
+}
+
+/// Why a replacement was not written.
+pub(crate) enum WriteError {
+    /// From the facade or the persist layer.
+    Facade(Error),
+    /// A keyring variable of the file holds a `${...}` reference: replacing
+    /// the file would write its expanded value (perhaps another variable's
+    /// secret) in its place.
+    Reference { path: PathBuf, variable: String },
+}
+
+impl From<Error> for WriteError {
+    fn from(e: Error) -> Self {
+        Self::Facade(e)
+    }
+}
+
+impl From<PersistError> for WriteError {
+    fn from(e: PersistError) -> Self {
+        Self::Facade(e.into())
+    }
+}
+
+/// The keyring variables whose statements hold a `${...}` reference, from
+/// the file's text (a statement's first line: a reference on a continuation
+/// line of a multi-line value is not seen, and is expanded like any value).
+fn referencing_variables(text: &str, prefixes: &Prefixes) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+            let (name, value) = line.split_once('=')?;
+            let name = name.trim();
+            (prefixes.is_keyring_variable(name) && value.contains("${")).then(|| name.to_owned())
+        })
+        .collect()
 }
 
 /// One version of a keyring file, for Python: `(version, password, salt,
@@ -140,17 +178,25 @@ pub(crate) fn write_keyring_file(
         })
         .collect::<Result<_, _>>()
         .map_err(|e| to_py(&e, Doing::Manage))?;
-    py.detach(|| {
+    py.detach(|| -> Result<(), WriteError> {
         let manager = build(&entries, active, n, verify_salt_integrity, &HashMap::new())?;
         if append {
-            manager.persist_to_file(&path)
+            Ok(manager.persist_to_file(&path)?)
         } else {
             replace(&path, &manager)
         }
     })
     .map_err(|e| match e {
-        Error::Persist(_) | Error::Conflict { .. } => to_py(&e, Doing::WriteFile),
-        _ => to_py(&e, Doing::Manage),
+        WriteError::Reference { path, variable } => PyValueError::new_err(format!(
+            "{variable} em {} usa uma referência ${{...}}: substituir o arquivo gravaria o valor \
+             expandido no lugar dela; nada foi gravado (use to_file(path, append=True), que mantém \
+             a linha como está)",
+            path.display()
+        )),
+        WriteError::Facade(e @ (Error::Persist(_) | Error::Conflict { .. })) => {
+            to_py(&e, Doing::WriteFile)
+        }
+        WriteError::Facade(e) => to_py(&e, Doing::Manage),
     })
 }
 
@@ -256,7 +302,7 @@ fn parent(path: &Path) -> &Path {
 
 /// Replaces `path` with the keyring alone: the file's versions and the
 /// manager's, merged by the facade's writer; see the module documentation.
-pub(crate) fn replace(path: &Path, manager: &SecretsManager) -> Result<(), Error> {
+pub(crate) fn replace(path: &Path, manager: &SecretsManager) -> Result<(), WriteError> {
     let (mut file, created, target) = lock_target(path)?;
     let result = replace_locked(path, &target, &mut file, created, manager);
     if result.is_err() && created {
@@ -273,7 +319,7 @@ fn replace_locked(
     file: &mut File,
     created: bool,
     manager: &SecretsManager,
-) -> Result<(), Error> {
+) -> Result<(), WriteError> {
     use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
     let prefixes = Prefixes::default();
     let old = file.metadata().map_err(io(path, "cannot stat"))?;
@@ -283,14 +329,22 @@ fn replace_locked(
         .read_to_end(&mut bytes)
         .map_err(io(path, "cannot read"))?;
     let bytes = secrets_manager::zeroize::Zeroizing::new(bytes);
-    let existing = if bytes.len() as u64 > MAX_FILE_LEN {
-        return Err(Error::from(PersistError::TooLarge {
+    if bytes.len() as u64 > MAX_FILE_LEN {
+        return Err(PersistError::TooLarge {
             path: path.to_owned(),
             limit: MAX_FILE_LEN,
-        }));
-    } else {
-        persist::parse_keyring_bytes(path, &bytes, &prefixes)?.1
-    };
+        }
+        .into());
+    }
+    let existing = persist::parse_keyring_bytes(path, &bytes, &prefixes)?.1;
+    // Parsed: the text is UTF-8.
+    let text = std::str::from_utf8(&bytes).unwrap_or_default();
+    if let Some(variable) = referencing_variables(text, &prefixes).into_iter().next() {
+        return Err(WriteError::Reference {
+            path: path.to_owned(),
+            variable,
+        });
+    }
 
     let tmp = temp_name(target)?;
     OpenOptions::new()
@@ -300,7 +354,7 @@ fn replace_locked(
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(io(&tmp, "cannot create temporary file"))?;
-    let written = (|| {
+    let written = (|| -> Result<(), WriteError> {
         if !existing.versions().is_empty() {
             persist::update_keyring(&tmp, &prefixes, |new: &mut Keyring| {
                 for v in existing.versions() {
@@ -324,7 +378,8 @@ fn replace_locked(
         File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(io(&tmp, "cannot sync"))?;
-        std::fs::rename(&tmp, target).map_err(io(path, "cannot replace"))
+        std::fs::rename(&tmp, target).map_err(io(path, "cannot replace"))?;
+        Ok(())
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -241,3 +241,25 @@ def test_concurrent_writers_lose_no_version(tmp_path: Path) -> None:
     assert names == {"v0"} | {f"t{i}-{j}" for i in range(4) for j in range(3)}
     assert_sound(path)
     assert leftovers(tmp_path) == []
+
+
+def test_a_reference_in_the_keyring_is_never_expanded_into_the_file(
+    tmp_path: Path, make_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keyring line written by hand as ${NAME}: replacing the file would
+    have to write the expanded value (another variable's secret) in its
+    place, so it is refused; merging keeps the line as it is."""
+    monkeypatch.setenv("PASSWORD_FROM_ELSEWHERE", "do-not-copy-me")
+    path = tmp_path / ".env"
+    original = "ENCRYPTION_KEYS__v0=${PASSWORD_FROM_ELSEWHERE}\nENCRYPTION_SALT__v0=c2FsdA==\n"
+    path.write_text(original)
+    assert SecretsConfig.from_file(path).keys["v0"]["key"] == "do-not-copy-me"
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"ENCRYPTION_KEYS__v0 .*referência.*append=True"):
+        make_config({"v1": ("p1", b"s1")}, "v1").to_file(path)
+    assert path.read_bytes() == before
+    make_config({"v1": ("p1", b"s1")}, "v1").to_file(path, append=True)
+    text = path.read_text()
+    assert text.startswith(original) and "do-not-copy-me" not in text
+    assert sorted(SecretsConfig.from_file(path).keys) == ["v0", "v1"]
+    assert leftovers(tmp_path) == []
