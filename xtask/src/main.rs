@@ -7,8 +7,11 @@
 //! - `fuzz [--seconds N] [TARGET...]`: run fuzz targets (all by default).
 //! - `bench [--quick]`: run the benchmarks and print ratios against the
 //!   peers and the bare primitives, all measured in the same run.
-//! - `crash [--rounds N]`: kill rotations at random moments N times and
-//!   check the keyring file after each.
+//! - `torture [--seconds N] [--seed S] [--workers W] [--release] [--keep]`:
+//!   random operations on one keyring file from several processes, random
+//!   kills, every acknowledged operation checked against a ledger
+//!   (`torture.rs`).
+//! - `crash [--rounds N]`: the torture test until N kills have landed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +19,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 
 mod bench;
+#[cfg(unix)]
+mod torture;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,7 +32,11 @@ fn main() -> Result<()> {
         "vectors" => vectors(rest.iter().any(|a| a == "--check")),
         "fuzz" => fuzz(rest),
         "bench" => bench::run(&root(), rest.iter().any(|a| a == "--quick")),
-        "crash" => crash(rest),
+        "torture" => torture_command(rest, None),
+        "crash" => {
+            let kills = flag_value(rest, "--rounds")?.unwrap_or(500);
+            torture_command(rest, Some(kills))
+        }
         "help" | "--help" | "-h" => {
             println!("{}", HELP.trim());
             Ok(())
@@ -40,30 +49,89 @@ const HELP: &str = "
 usage: cargo xtask <command>
 
 commands:
-  ci [--fuzz-seconds N]     format check, clippy, tests, docs, vector drift, fuzz smoke
+  ci [--fuzz-seconds N] [--torture-seconds N]
+                            format check, clippy, tests, docs, vector drift, fuzz smoke,
+                            a short torture run (default 12 s)
   vectors [--check]         regenerate tests/data vectors with Python (or check for drift)
   fuzz [--seconds N] [T..]  run fuzz targets (default: all, 60 s each)
-    bench [--quick]           run benchmarks and print ratios against the peers
-  crash [--rounds N]        kill rotations at random moments N times (default 500)
+  bench [--quick]           run benchmarks and print ratios against the peers
+  torture [--seconds N] [--seed S] [--workers W] [--release] [--keep]
+                            several processes run random operations on one keyring file
+                            while commands are killed at random moments; everything
+                            acknowledged is checked against a ledger (default 60 s,
+                            5 workers; the seed is printed, --seed replays the choices)
+  crash [--rounds N]        the torture test until N kills have landed (default 500)
 ";
 
-/// Kills `secrets-manager rotate` at random moments, many times, checking
-/// the keyring file after each (the test runs 40 rounds; this runs more).
-fn crash(args: &[String]) -> Result<()> {
-    let rounds = flag_value(args, "--rounds")?.unwrap_or(500);
-    let mut cmd = cargo();
-    cmd.env("CRASH_ROUNDS", rounds.to_string()).args([
-        "test",
-        "--release",
-        "-p",
-        "secrets-manager-cli",
-        "--test",
-        "reliability",
-        "rotations_killed",
-        "--",
-        "--nocapture",
-    ]);
-    run(cmd)
+/// `torture` (for `--seconds`) and `crash` (until `kills` kills): builds
+/// the CLI, runs the torture test in `target/torture/seed-S`, prints the
+/// figures, and removes the directory unless the run failed or `--keep`.
+#[cfg(unix)]
+fn torture_command(args: &[String], kills: Option<u64>) -> Result<()> {
+    use std::time::Duration;
+
+    let seconds = flag_value(args, "--seconds")?.unwrap_or(60);
+    let seed = flag_value(args, "--seed")?.unwrap_or_else(torture::time_seed);
+    let workers = flag_value(args, "--workers")?.unwrap_or(5);
+    ensure!(workers > 0, "--workers must be at least 1");
+    let release = args.iter().any(|a| a == "--release");
+    let keep = args.iter().any(|a| a == "--keep");
+
+    let mut build = cargo();
+    build.args(["build", "-p", "secrets-manager-cli"]);
+    if release {
+        build.arg("--release");
+    }
+    run(build)?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let binary = target
+        .join(if release { "release" } else { "debug" })
+        .join("secrets-manager");
+    let dir = target.join("torture").join(format!("seed-{seed}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    let stop = match kills {
+        Some(kills) => torture::Stop::Kills {
+            kills,
+            limit: Duration::from_secs(600),
+        },
+        None => torture::Stop::After(Duration::from_secs(seconds)),
+    };
+    let mut config = torture::Config::new(binary, dir.clone(), stop, seed);
+    config.workers = usize::try_from(workers).context("--workers: too many")?;
+    config.progress = true;
+    match kills {
+        Some(k) => eprintln!(
+            "torture until {k} kills, {workers} workers, seed {seed} (replay the choices with --seed {seed})"
+        ),
+        None => eprintln!(
+            "torture for {seconds} s, {workers} workers, seed {seed} (replay the choices with --seed {seed})"
+        ),
+    }
+    let report = torture::run(&config)?;
+    println!("{report}");
+    // The coverage a run this long reaches; a very short one only reports.
+    let (check, long) = match kills {
+        Some(k) => (k >= 20, k >= 100),
+        None => (seconds >= 3, seconds >= 10),
+    };
+    if check {
+        report.require_coverage(long)?;
+    }
+    if keep {
+        eprintln!("files kept in {}", dir.display());
+    } else {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn torture_command(_args: &[String], _kills: Option<u64>) -> Result<()> {
+    bail!("the torture test needs Unix (SIGKILL)")
 }
 
 /// Fuzz targets, one per parser or API surface that takes untrusted input.
@@ -106,6 +174,7 @@ fn describe(cmd: &Command) -> String {
 
 fn ci(args: &[String]) -> Result<()> {
     let fuzz_seconds = flag_value(args, "--fuzz-seconds")?.unwrap_or(15);
+    let torture_seconds = flag_value(args, "--torture-seconds")?.unwrap_or(12);
 
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
@@ -134,6 +203,9 @@ fn ci(args: &[String]) -> Result<()> {
     run(doc)?;
 
     vectors(true)?;
+
+    // A short torture run on the debug binary the tests just built.
+    torture_command(&["--seconds".to_owned(), torture_seconds.to_string()], None)?;
 
     let mut smoke = vec!["--seconds".to_owned(), fuzz_seconds.to_string()];
     smoke.extend(FUZZ_TARGETS.iter().map(|t| (*t).to_owned()));
