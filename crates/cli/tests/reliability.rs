@@ -192,3 +192,64 @@ fn bug_staged_rotation_onto_a_name_destroyed_meanwhile_is_acknowledged_but_never
         stderr.trim()
     );
 }
+
+/// Found by the torture test (its figures count tokens refused without a
+/// hint, and how many errors named the version): activating a version a
+/// second time overwrites its activation time, so the timeline forgets
+/// when it was first active. Once it is retired, `decrypt` without
+/// `--hint` of a token it made fails with "decryption failed with every
+/// version (tried: v3, v2)": the versions tried, not the retired one that
+/// made the token (its key is still in the file). A retired version's
+/// tokens must fail with an error naming it, as `decrypt --hint v1` does.
+/// (Activations within one second lose the order the same way.)
+#[test]
+#[ignore = "known bug: without --hint, a retired version activated twice is not named"]
+fn bug_decrypt_without_hint_does_not_name_a_retired_version_activated_twice() {
+    use std::io::Write as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(".env.secrets");
+    let cli = |args: &[&str], stdin: &[u8]| {
+        let mut child = bin()
+            .args(["--iterations", "1000", "--env-file"])
+            .arg(&file)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let second = || std::thread::sleep(Duration::from_millis(1100));
+    assert!(cli(&["init"], b"").status.success());
+    let token = cli(&["encrypt"], b"made under v1").stdout;
+    second();
+    assert!(
+        cli(&["rotate", "--new-version", "v2"], b"")
+            .status
+            .success()
+    );
+    second();
+    assert!(cli(&["activate", "v1"], b"").status.success());
+    second();
+    assert!(
+        cli(&["rotate", "--new-version", "v3"], b"")
+            .status
+            .success()
+    );
+    assert!(cli(&["retire", "v1"], b"").status.success());
+
+    let hinted = cli(&["decrypt", "--hint", "v1"], &token);
+    let hinted = String::from_utf8_lossy(&hinted.stderr);
+    assert!(hinted.contains("version v1 is retired"), "{hinted}");
+    let out = cli(&["decrypt"], &token);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("version v1 is retired"),
+        "the error does not name v1, the retired version that made the token: {}",
+        stderr.trim()
+    );
+}
