@@ -263,10 +263,9 @@ pub(crate) struct Report {
     pub(crate) kills_missed: u64,
     /// Kills of rotations after a short random delay.
     pub(crate) kills_delayed: u64,
-    /// Delayed kills planned from the moment a rotation took the lock.
-    pub(crate) kills_planned_after_lock: u64,
-    /// ... from the moment it opened its temporary file (0-5 ms).
-    pub(crate) kills_planned_after_temporary: u64,
+    /// Delayed kills planned from the moment a rotation took the lock,
+    /// opened its temporary file, renamed it over the file.
+    pub(crate) kills_planned: [u64; 3],
     /// Kills of commands that write the file.
     pub(crate) kills_of_writes: u64,
     /// Kills that found the command holding the file's lock (Linux).
@@ -279,9 +278,9 @@ pub(crate) struct Report {
     pub(crate) killed_rotations_landed: u64,
     /// Killed rotations whose version is not.
     pub(crate) killed_rotations_not_landed: u64,
-    /// The ranges of delayed kills as they ended (after the lock, after
-    /// the temporary file), adapted to straddle the end of the write.
-    pub(crate) kill_delay_max: [Duration; 2],
+    /// The ranges of delayed kills as they ended (after the lock, the
+    /// temporary file, the rename).
+    pub(crate) kill_delay_max: [Duration; 3],
     /// Checks of the file right after a kill.
     pub(crate) checks_after_kill: u64,
     /// Reads of the file checked against the model.
@@ -438,16 +437,19 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "  kills: {} ({} missed: already exited); {} hit writing commands; {} delayed kills of rotations \
-             (planned: {} at 0-{} us after taking the lock, {} at 0-{} us after opening the temporary file); \
+             (planned: {} at 0-{} us after taking the lock, {} at 0-{} us after opening the temporary file, \
+             {} at 0-{} us after renaming it); \
              {} caught holding the lock, {} holding their temporary file ({} left it behind)",
             self.kills,
             self.kills_missed,
             self.kills_of_writes,
             self.kills_delayed,
-            self.kills_planned_after_lock,
+            self.kills_planned[0],
             self.kill_delay_max[0].as_micros(),
-            self.kills_planned_after_temporary,
+            self.kills_planned[1],
             self.kill_delay_max[1].as_micros(),
+            self.kills_planned[2],
+            self.kill_delay_max[2].as_micros(),
             self.kills_under_lock,
             self.kills_holding_temporary,
             self.kills_left_temporary
@@ -512,7 +514,11 @@ pub(crate) fn run(config: &Config) -> Result<Report> {
     }
     let name = ".env.secrets";
     let file = keyring_dir.join(name);
+    let dir_real = keyring_dir
+        .canonicalize()
+        .context("cannot resolve the scratch directory")?;
     let t = Torture {
+        dir_real,
         config,
         // As the writer names them: one leading dot, then `.tmp`.
         temp_prefix: format!(".{}.tmp", name.trim_start_matches('.')),
@@ -522,7 +528,7 @@ pub(crate) fn run(config: &Config) -> Result<Report> {
         flights: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
         names: AtomicU64::new(0),
-        kill_delay_us: [AtomicU64::new(5_000), AtomicU64::new(2_000)],
+        kill_delay_us: [5_000, 2_000, 1_000].map(AtomicU64::new),
         report: Mutex::new(Report {
             seed: config.seed,
             workers: config.workers,
@@ -681,26 +687,30 @@ struct Flight {
     killed: Mutex<Option<Landing>>,
 }
 
-/// When to kill a command, on top of the random kills.
+/// When to kill a rotation, on top of the random kills.
 #[derive(Clone, Copy, Debug)]
-enum KillPlan {
+enum KillAfter {
     /// This long after it takes the file's lock.
-    AfterLock(Duration),
+    Lock(Duration),
     /// This long after it opens its temporary file.
-    AfterTemporary(Duration),
+    Temporary(Duration),
+    /// This long after it renames the temporary file over the file (the
+    /// version is written, not yet acknowledged).
+    Rename(Duration),
 }
 
-impl KillPlan {
+impl KillAfter {
     fn delay(self) -> Duration {
         match self {
-            Self::AfterLock(d) | Self::AfterTemporary(d) => d,
+            Self::Lock(d) | Self::Temporary(d) | Self::Rename(d) => d,
         }
     }
 
     fn index(self) -> usize {
         match self {
-            Self::AfterLock(_) => 0,
-            Self::AfterTemporary(_) => 1,
+            Self::Lock(_) => 0,
+            Self::Temporary(_) => 1,
+            Self::Rename(_) => 2,
         }
     }
 }
@@ -735,7 +745,10 @@ struct Torture<'c> {
     stop: AtomicBool,
     names: AtomicU64,
     /// Delayed kills wait up to this long (adapted as the run goes).
-    kill_delay_us: [AtomicU64; 2],
+    kill_delay_us: [AtomicU64; 3],
+    /// The file's directory as `/proc` shows paths (symbolic links
+    /// resolved).
+    dir_real: PathBuf,
     report: Mutex<Report>,
 }
 
@@ -825,14 +838,29 @@ impl Torture<'_> {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Kills a random command in flight every `kill_interval` on average.
+    /// Kills a random command in flight every `kill_interval` on average,
+    /// slowing down when more than one command in five dies (a loaded
+    /// machine runs fewer commands in the same time) and speeding up
+    /// under one in ten.
     fn killer(&self, mut rng: Rng) {
-        let mean = self.config.kill_interval.as_micros() as u64;
+        let base = self.config.kill_interval.as_micros() as u64;
+        let mut mean = base;
         while !self.stopped() {
             thread::sleep(Duration::from_micros(1 + rng.below(2 * mean)));
             let flights = lock(&self.flights).clone();
             if let Some(f) = rng.pick(&flights) {
                 self.kill(f, false);
+            }
+            let (kills, run) = {
+                let r = lock(&self.report);
+                (r.kills, r.ops.values().map(|t| t.run).sum::<u64>())
+            };
+            if run >= 20 {
+                if kills * 5 > run {
+                    mean = (mean * 11 / 10).min(base * 20);
+                } else if kills * 10 < run {
+                    mean = (mean * 9 / 10).max(base / 4);
+                }
             }
         }
     }
@@ -866,16 +894,18 @@ impl Torture<'_> {
 
     /// The temporary file `pid` has open, if any (Linux: `/proc/PID/fd`).
     fn temporary_of(&self, pid: u32) -> Option<PathBuf> {
-        fs::read_dir(format!("/proc/{pid}/fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| fs::read_link(e.path()).ok())
-            .find(|p| self.is_temporary(p))
+        open_files(pid).into_iter().find(|p| self.is_temporary(p))
+    }
+
+    /// The keyring file's inode (it changes with every rename over it).
+    fn inode(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(&self.file).ok().map(|m| m.ino())
     }
 
     fn is_temporary(&self, path: &Path) -> bool {
-        path.parent() == self.file.parent()
+        let parent = path.parent();
+        (parent == self.file.parent() || parent == Some(&self.dir_real))
             && path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -889,7 +919,7 @@ impl Torture<'_> {
         op: Op,
         args: &[&str],
         stdin: &[u8],
-        kill_after: Option<KillPlan>,
+        kill_after: Option<KillAfter>,
     ) -> Result<Outcome> {
         let mut child = self
             .command(args)
@@ -929,6 +959,9 @@ impl Torture<'_> {
         let mut pending = kill_after;
         let mut deadline = None;
         let mut armed = false;
+        // For a kill after the rename: the file's inode when the command
+        // opened its temporary file (only it can replace the file then).
+        let mut watched = None;
         let status: ExitStatus = loop {
             if let Some(status) = lock(&flight.child).try_wait().context("cannot wait")? {
                 break status;
@@ -936,8 +969,17 @@ impl Torture<'_> {
             if let Some(plan) = pending {
                 let (reached, delay) = match plan {
                     _ if !cfg!(target_os = "linux") => (true, plan.delay()),
-                    KillPlan::AfterLock(d) => (holds_lock(flight.pid), d),
-                    KillPlan::AfterTemporary(d) => (self.temporary_of(flight.pid).is_some(), d),
+                    KillAfter::Lock(d) => (holds_lock(flight.pid), d),
+                    KillAfter::Temporary(d) => (self.temporary_of(flight.pid).is_some(), d),
+                    KillAfter::Rename(d) => match watched {
+                        None => {
+                            if self.temporary_of(flight.pid).is_some() {
+                                watched = self.inode();
+                            }
+                            (false, d)
+                        }
+                        Some(before) => (self.inode() != Some(before), d),
+                    },
                 };
                 let anchor = if !cfg!(target_os = "linux") {
                     Some(started)
@@ -947,14 +989,12 @@ impl Torture<'_> {
                 if let Some(anchor) = anchor {
                     deadline = Some(anchor + delay);
                     armed = true;
-                    let mut r = lock(&self.report);
-                    match plan {
-                        KillPlan::AfterLock(_) => r.kills_planned_after_lock += 1,
-                        KillPlan::AfterTemporary(_) => r.kills_planned_after_temporary += 1,
-                    }
+                    lock(&self.report).kills_planned[plan.index()] += 1;
                     pending = None;
                 } else {
-                    thread::sleep(Duration::from_micros(100));
+                    // Close to the rename, watch closely.
+                    let poll = if watched.is_some() { 10 } else { 100 };
+                    thread::sleep(Duration::from_micros(poll));
                     continue;
                 }
             }
@@ -1191,30 +1231,31 @@ impl Torture<'_> {
         format!("{prefix}{}", self.names.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A delayed kill for `percent` of the rotations: half of them a
-    /// random time after the rotation takes the lock, half after it opens
-    /// its temporary file (on Linux; elsewhere after its start). Each
-    /// range starts small (5 ms, 2 ms) and adapts: a kill that came too
-    /// early (the version not written) widens it, one too late (the
-    /// command had exited) narrows it, so the ranges straddle the end of
-    /// the write wherever it is on this machine, and kills land on both
-    /// sides of it.
-    fn kill_plan(&self, rng: &mut Rng, percent: u64) -> Option<KillPlan> {
+    /// A delayed kill for `percent` of the rotations, a random time after
+    /// the rotation takes the lock (40%), opens its temporary file (30%)
+    /// or renames it over the file (30%), as `/proc` shows on Linux;
+    /// elsewhere after its start. Each range starts small (5, 2, 1 ms)
+    /// and adapts: a kill that came too early (the version not written)
+    /// widens it, one too late (the command had exited) narrows it, so
+    /// the ranges straddle the end of the write wherever it is on this
+    /// machine, and kills land on both sides of it.
+    fn kill_plan(&self, rng: &mut Rng, percent: u64) -> Option<KillAfter> {
         if !rng.chance(percent) {
             return None;
         }
-        let after_lock = rng.chance(50);
-        let range = self.kill_delay_us[usize::from(!after_lock)].load(Ordering::Relaxed);
+        let roll = rng.below(100);
+        let index = usize::from(roll >= 40) + usize::from(roll >= 70);
+        let range = self.kill_delay_us[index].load(Ordering::Relaxed);
         let delay = Duration::from_micros(rng.below(range + 1));
-        Some(if after_lock {
-            KillPlan::AfterLock(delay)
-        } else {
-            KillPlan::AfterTemporary(delay)
+        Some(match index {
+            0 => KillAfter::Lock(delay),
+            1 => KillAfter::Temporary(delay),
+            _ => KillAfter::Rename(delay),
         })
     }
 
     /// A delayed kill came too early (`true`) or too late.
-    fn adapt_kill_delay(&self, plan: KillPlan, early: bool) {
+    fn adapt_kill_delay(&self, plan: KillAfter, early: bool) {
         let range = &self.kill_delay_us[plan.index()];
         let now = range.load(Ordering::Relaxed);
         let next = if early { now * 5 / 4 } else { now * 4 / 5 };
@@ -1366,7 +1407,7 @@ impl Torture<'_> {
     /// are refused, and the file holds the winner's password.
     fn collide(&self, rng: &mut Rng) -> Result<()> {
         let name = self.fresh_name("c");
-        let racers: Vec<(Vec<String>, String, Option<KillPlan>)> = (0..2 + rng.below(3))
+        let racers: Vec<(Vec<String>, String, Option<KillAfter>)> = (0..2 + rng.below(3))
             .map(|_| {
                 let staged = rng.chance(50);
                 let (args, password) = Self::rotation(rng, &name, staged, true);
@@ -2024,6 +2065,16 @@ fn observe(model: &mut Model, view: &View) -> Vec<String> {
     }
     model.active.clone_from(&view.active);
     problems
+}
+
+/// The files `pid` has open (Linux: `/proc/PID/fd`; empty elsewhere).
+fn open_files(pid: u32) -> Vec<PathBuf> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .collect()
 }
 
 /// Whether process `pid` holds a `flock` (Linux: `/proc/locks`; the
