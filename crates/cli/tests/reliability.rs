@@ -96,9 +96,11 @@ fn torture_random_operations_and_kills_lose_no_acknowledged_write() {
     report.require_coverage(false).unwrap();
 }
 
-/// Bug found by the torture test: a staged rotation (`--no-activate`) to a
-/// name that another process added and destroyed after this one loaded the
-/// file exits 0 ("added v2") but writes nothing. The file keeps v2's
+/// Bug found while building the torture test (its check that an
+/// acknowledged rotation's password is in the file): a staged rotation
+/// (`--no-activate`) to a name that another process added and destroyed
+/// after this one loaded the file exits 0 ("added v2 ...; file updated")
+/// but writes nothing. The file keeps v2's
 /// tombstone; the password given is stored nowhere; `activate v2` then
 /// fails. The name exists, so the rotation must be refused (exit 1), as it
 /// is for a usable or retired version, or when the tombstone was there at
@@ -193,8 +195,9 @@ fn bug_staged_rotation_onto_a_name_destroyed_meanwhile_is_acknowledged_but_never
     );
 }
 
-/// Found by the torture test (its figures count tokens refused without a
-/// hint, and how many errors named the version): activating a version a
+/// Bug shown by the torture test's figures (tokens of retired versions
+/// refused without a hint, and how few errors named the version):
+/// activating a version a
 /// second time overwrites its activation time, so the timeline forgets
 /// when it was first active. Once it is retired, `decrypt` without
 /// `--hint` of a token it made fails with "decryption failed with every
