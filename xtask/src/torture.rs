@@ -528,7 +528,7 @@ pub(crate) fn run(config: &Config) -> Result<Report> {
         flights: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
         names: AtomicU64::new(0),
-        kill_delay_us: [5_000, 2_000, 1_000].map(AtomicU64::new),
+        kill_delay_us: [5_000, 2_000, 200].map(AtomicU64::new),
         report: Mutex::new(Report {
             seed: config.seed,
             workers: config.workers,
@@ -959,9 +959,9 @@ impl Torture<'_> {
         let mut pending = kill_after;
         let mut deadline = None;
         let mut armed = false;
-        // For a kill after the rename: the file's inode when the command
-        // opened its temporary file (only it can replace the file then).
-        let mut watched = None;
+        // For a kill after the rename: whether the command holds the lock
+        // (then poll closely).
+        let mut watched = false;
         let status: ExitStatus = loop {
             if let Some(status) = lock(&flight.child).try_wait().context("cannot wait")? {
                 break status;
@@ -971,14 +971,14 @@ impl Torture<'_> {
                     _ if !cfg!(target_os = "linux") => (true, plan.delay()),
                     KillAfter::Lock(d) => (holds_lock(flight.pid), d),
                     KillAfter::Temporary(d) => (self.temporary_of(flight.pid).is_some(), d),
-                    KillAfter::Rename(d) => match watched {
-                        None => {
-                            if self.temporary_of(flight.pid).is_some() {
-                                watched = self.inode();
-                            }
-                            (false, d)
+                    // It holds the lock on the file it read; once the path
+                    // names another file, it renamed its own over it.
+                    KillAfter::Rename(d) => match locked_inode(flight.pid) {
+                        Some(locked) => {
+                            watched = true;
+                            (self.inode() != Some(locked), d)
                         }
-                        Some(before) => (self.inode() != Some(before), d),
+                        None => (false, d),
                     },
                 };
                 let anchor = if !cfg!(target_os = "linux") {
@@ -993,7 +993,7 @@ impl Torture<'_> {
                     pending = None;
                 } else {
                     // Close to the rename, watch closely.
-                    let poll = if watched.is_some() { 10 } else { 100 };
+                    let poll = if watched { 20 } else { 100 };
                     thread::sleep(Duration::from_micros(poll));
                     continue;
                 }
@@ -1232,9 +1232,9 @@ impl Torture<'_> {
     }
 
     /// A delayed kill for `percent` of the rotations, a random time after
-    /// the rotation takes the lock (40%), opens its temporary file (30%)
-    /// or renames it over the file (30%), as `/proc` shows on Linux;
-    /// elsewhere after its start. Each range starts small (5, 2, 1 ms)
+    /// the rotation takes the lock (35%), opens its temporary file (30%)
+    /// or renames it over the file (35%), as `/proc` shows on Linux;
+    /// elsewhere after its start. Each range starts small (5, 2, 0.2 ms)
     /// and adapts: a kill that came too early (the version not written)
     /// widens it, one too late (the command had exited) narrows it, so
     /// the ranges straddle the end of the write wherever it is on this
@@ -1244,7 +1244,7 @@ impl Torture<'_> {
             return None;
         }
         let roll = rng.below(100);
-        let index = usize::from(roll >= 40) + usize::from(roll >= 70);
+        let index = usize::from(roll >= 35) + usize::from(roll >= 65);
         let range = self.kill_delay_us[index].load(Ordering::Relaxed);
         let delay = Duration::from_micros(rng.below(range + 1));
         Some(match index {
@@ -2080,16 +2080,25 @@ fn open_files(pid: u32) -> Vec<PathBuf> {
 /// Whether process `pid` holds a `flock` (Linux: `/proc/locks`; the
 /// commands lock nothing but the keyring file). Always false elsewhere.
 fn holds_lock(pid: u32) -> bool {
+    locked_inode(pid).is_some()
+}
+
+/// The inode of the file process `pid` holds a `flock` on (Linux:
+/// `/proc/locks`; `None` elsewhere).
+fn locked_inode(pid: u32) -> Option<u64> {
     if !cfg!(target_os = "linux") {
-        return false;
+        return None;
     }
     let pid = pid.to_string();
-    fs::read_to_string("/proc/locks").is_ok_and(|locks| {
-        locks.lines().any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // `N: FLOCK ADVISORY WRITE PID ...`; waiters read `N: -> FLOCK ...`.
-            fields.get(1) == Some(&"FLOCK") && fields.get(4) == Some(&pid.as_str())
-        })
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF`; waiters read
+        // `N: -> FLOCK ...`.
+        if fields.get(1) != Some(&"FLOCK") || fields.get(4) != Some(&pid.as_str()) {
+            return None;
+        }
+        fields.get(5)?.rsplit(':').next()?.parse().ok()
     })
 }
 
