@@ -76,6 +76,9 @@ pub(crate) struct Config {
     pub(crate) kill_interval: Duration,
     /// Print a progress line now and then.
     pub(crate) progress: bool,
+    /// Fail on the known library bug too (see `Report::known_bug_staged_onto_tombstone`);
+    /// otherwise it is counted and reported.
+    pub(crate) strict: bool,
 }
 
 impl Config {
@@ -91,6 +94,7 @@ impl Config {
             iterations: 1000,
             kill_interval: Duration::from_millis(100),
             progress: false,
+            strict: false,
         }
     }
 }
@@ -314,6 +318,12 @@ pub(crate) struct Report {
     pub(crate) versions_by_state: [u64; 3],
     /// Versions whose rotation was acknowledged (material promised).
     pub(crate) versions_promised: u64,
+    /// A known library bug, seen: a staged rotation acknowledged (exit 0)
+    /// onto a name that was added and destroyed after the command loaded
+    /// the file; nothing was written. Pinned by the ignored test
+    /// `bug_staged_rotation_onto_a_name_destroyed_meanwhile_is_acknowledged_but_never_written`;
+    /// a failure with `strict`.
+    pub(crate) known_bug_staged_onto_tombstone: u64,
 }
 
 impl Report {
@@ -326,10 +336,10 @@ impl Report {
     /// stopped rotations before they wrote; the file was checked after
     /// each kill; rotations were acknowledged and refused; collisions had
     /// their one winner; tokens were checked during the run and at the
-    /// end, of usable and retired versions. `long` (runs of 10 s or more):
-    /// also killed rotations that had written their version, kills inside
-    /// the write (temporary file open, Linux), and tokens of destroyed
-    /// versions.
+    /// end, of usable and of retired or destroyed versions. `long` (runs
+    /// of 10 s or more): also killed rotations that had written their
+    /// version, kills inside the write (temporary file open, Linux), and
+    /// tokens of retired and of destroyed versions.
     ///
     /// # Errors
     ///
@@ -367,7 +377,10 @@ impl Report {
                 "no rotation was refused for an existing name",
             ),
             (self.tokens_decrypted > 0, "no token decrypted at the end"),
-            (self.tokens_retired > 0, "no token of a retired version"),
+            (
+                self.tokens_retired + self.tokens_destroyed > 0,
+                "no token of a retired or destroyed version",
+            ),
             (
                 self.tokens_checked_during > 0,
                 "no token checked during the run",
@@ -383,6 +396,7 @@ impl Report {
                     !linux || self.kills_holding_temporary > 0,
                     "no kill caught a writer with its temporary file open",
                 ),
+                (self.tokens_retired > 0, "no token of a retired version"),
                 (self.tokens_destroyed > 0, "no token of a destroyed version"),
             ]);
         }
@@ -489,7 +503,17 @@ impl fmt::Display for Report {
             self.versions_by_state[1],
             self.versions_by_state[2],
             self.versions_promised
-        )
+        )?;
+        if self.known_bug_staged_onto_tombstone > 0 {
+            write!(
+                f,
+                "\n  KNOWN BUG seen {} time(s): a staged rotation acknowledged onto a name destroyed \
+                 meanwhile, nothing written (bug_staged_rotation_onto_a_name_destroyed_meanwhile_is_acknowledged_but_never_written; \
+                 --strict fails on it)",
+                self.known_bug_staged_onto_tombstone
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -1303,6 +1327,13 @@ impl Torture<'_> {
         }
     }
 
+    /// The password the file first showed for `version`, if any.
+    fn first_password(&self, version: &str) -> Option<String> {
+        let model = lock(&self.model);
+        let material = model.versions.get(version)?.material.as_ref()?;
+        material.get(KEYS).map(|p| unquote(p).to_owned())
+    }
+
     /// An acknowledged rotation: the version must be in the file (as
     /// first seen) with the password given, if one was.
     fn promise(&self, version: &str, password: Option<&str>, what: &str) {
@@ -1440,11 +1471,33 @@ impl Torture<'_> {
         });
         let view = self.snapshot();
         let in_file = view.password(&name).map(str::to_owned);
+        // The password the file first showed for the name: the winner's
+        // (a destroyed version's is erased from the file since).
+        let first = self.first_password(&name);
+        let tombstone = view.state(&name) == Some(State::Destroyed);
         let (mut acked, mut killed) = (Vec::new(), 0);
-        for ((_, password, _), out) in racers.iter().zip(outcomes) {
+        for ((args, password, _), out) in racers.iter().zip(outcomes) {
             let out = out?;
             match out.exit {
-                Exit::Acked => acked.push(password.clone()),
+                Exit::Acked if first.as_deref() == Some(password.as_str()) => {
+                    acked.push(password.clone());
+                }
+                Exit::Acked if tombstone && args.iter().any(|a| a == "--no-activate") => {
+                    // The known bug pinned by
+                    // `bug_staged_rotation_onto_a_name_destroyed_meanwhile_is_acknowledged_but_never_written`:
+                    // loaded before the name existed, written after it was
+                    // destroyed.
+                    lock(&self.report).known_bug_staged_onto_tombstone += 1;
+                    if self.config.strict {
+                        self.violation(format!(
+                            "a staged rotation to {name} was acknowledged, but {name} is a tombstone \
+                             and its password was never written (the known bug)"
+                        ));
+                    }
+                }
+                Exit::Acked => self.violation(format!(
+                    "a rotation racing to {name} was acknowledged, but the file never showed its password"
+                )),
                 Exit::Killed(..) => killed += 1,
                 Exit::Refused => {
                     let allowed = [REFUSED_CONFLICT, REFUSED_DUPLICATE, REFUSED_DESTROYED];
@@ -1520,7 +1573,9 @@ impl Torture<'_> {
     }
 
     /// Versions of the model in a state, not active (per the model).
-    fn candidates(&self, states: &[State], with_tokens: bool) -> Vec<String> {
+    /// `tokens`: only versions with ledger tokens (`Some(true)`), only
+    /// without (`Some(false)`), or any.
+    fn candidates(&self, states: &[State], tokens: Option<bool>) -> Vec<String> {
         let model = lock(&self.model);
         model
             .versions
@@ -1528,7 +1583,7 @@ impl Torture<'_> {
             .filter(|(v, k)| {
                 states.contains(&k.state)
                     && model.active.as_deref() != Some(v.as_str())
-                    && (!with_tokens || k.tokens > 0)
+                    && tokens.is_none_or(|t| t == (k.tokens > 0))
             })
             .map(|(v, _)| v.clone())
             .collect()
@@ -1541,7 +1596,7 @@ impl Torture<'_> {
         } else {
             &[State::Retired, State::Destroyed]
         };
-        let Some(version) = rng.pick(&self.candidates(states, false)).cloned() else {
+        let Some(version) = rng.pick(&self.candidates(states, None)).cloned() else {
             return Ok(());
         };
         let out = self.exec(Op::Activate, &["activate", &version], b"", None)?;
@@ -1589,10 +1644,10 @@ impl Torture<'_> {
     fn retire(&self, rng: &mut Rng) -> Result<()> {
         let mut candidates = Vec::new();
         if rng.chance(40) {
-            candidates = self.candidates(&[State::Usable], true);
+            candidates = self.candidates(&[State::Usable], Some(true));
         }
         if candidates.is_empty() {
-            candidates = self.candidates(&[State::Usable, State::Retired, State::Destroyed], false);
+            candidates = self.candidates(&[State::Usable, State::Retired, State::Destroyed], None);
         }
         let Some(version) = rng.pick(&candidates).cloned() else {
             return Ok(());
@@ -1624,10 +1679,12 @@ impl Torture<'_> {
     fn destroy(&self, rng: &mut Rng) -> Result<()> {
         let mut candidates = Vec::new();
         if rng.chance(80) {
-            candidates = self.candidates(&[State::Retired], rng.chance(40));
+            // Keep some retired versions with tokens: destroy those with
+            // tokens less often.
+            candidates = self.candidates(&[State::Retired], Some(rng.chance(30)));
         }
         if candidates.is_empty() {
-            candidates = self.candidates(&[State::Usable], false);
+            candidates = self.candidates(&[State::Usable], None);
         }
         let Some(version) = rng.pick(&candidates).cloned() else {
             return Ok(());
@@ -1789,14 +1846,21 @@ impl Torture<'_> {
             text.push_str(&format!("{prefix}{version}={value}\n"));
         }
         text.push_str(&format!("{ACTIVE}={version}\n"));
-        let mut f = fs::OpenOptions::new()
+        // Workers may write the same file at once: each writes its own
+        // copy and renames it into place, so no reader sees half a file.
+        static COPIES: AtomicU64 = AtomicU64::new(0);
+        let copy = self.oracle_dir.join(format!(
+            "{version}.env.{}",
+            COPIES.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
-            .open(&path)
+            .open(&copy)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .and_then(|()| fs::rename(&copy, &path))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        f.write_all(text.as_bytes())?;
         Ok(Some(path))
     }
 

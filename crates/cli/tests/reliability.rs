@@ -71,7 +71,8 @@ mod torture;
 /// every operation and kill, every acknowledged operation against the
 /// ledger, and the run must have exercised every branch: kills that left
 /// a rotation written and kills that stopped it, collisions with one
-/// winner, tokens of usable and retired versions. `TORTURE_SEED` replays
+/// winner, tokens of usable and of retired or destroyed versions.
+/// `TORTURE_SEED` replays
 /// the random choices of a run.
 #[test]
 fn torture_random_operations_and_kills_lose_no_acknowledged_write() {
