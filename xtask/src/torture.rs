@@ -1955,7 +1955,7 @@ impl Torture<'_> {
 
         let tokens = lock(&self.model).tokens.clone();
         // Without a hint, decryption may try every version: a sample.
-        let step = (tokens.len() / 300).max(1);
+        let step = (tokens.len() / 100).max(1);
         let threads = 2;
         thread::scope(|s| {
             for part in 0..threads {

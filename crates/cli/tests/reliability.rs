@@ -97,6 +97,44 @@ fn torture_random_operations_and_kills_lose_no_acknowledged_write() {
     report.require_coverage(false).unwrap();
 }
 
+/// The torture test can fail: a binary that, after each rotation it
+/// acknowledges, changes v1's password in the file is caught.
+#[cfg(unix)]
+#[test]
+fn torture_catches_a_key_changed_behind_its_back() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let real = assert_cmd::cargo::cargo_bin("secrets-manager");
+    let file = dir.path().join("run").join("keyring").join(".env.secrets");
+    let wrapper = dir.path().join("secrets-manager");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n'{}' \"$@\"; status=$?\n\
+             case \" $* \" in *\" rotate \"*) [ $status = 0 ] && \
+             sed -i 's/^ENCRYPTION_KEYS__v1=\"/ENCRYPTION_KEYS__v1=\"x/' '{}';; esac\n\
+             exit $status\n",
+            real.display(),
+            file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut config = torture::Config::new(
+        wrapper,
+        dir.path().join("run"),
+        torture::Stop::After(Duration::from_secs(2)),
+        torture::time_seed(),
+    );
+    config.workers = 2;
+    let error = torture::run(&config).expect_err("a changed key went unnoticed");
+    assert!(
+        format!("{error:#}").contains("version v1: key material changed"),
+        "{error:#}"
+    );
+}
+
 /// Bug found while building the torture test (its check that an
 /// acknowledged rotation's password is in the file): a staged rotation
 /// (`--no-activate`) to a name that another process added and destroyed
