@@ -150,7 +150,7 @@ def _version(name: Any) -> str:
     checked = _native.version_name(str(name).strip()) if isinstance(name, str) else None
     if checked is None:
         raise ValueError(
-            f"Nome de versão inválido: {name!r} (use de 1 a 31 letras ASCII, dígitos, '_', '-' ou '.')"
+            f"Nome de versão inválido: {name!r} (de 1 a 63 bytes, sem espaços, '=', '#' ou caracteres de controle)"
         )
     return checked
 

@@ -1,19 +1,23 @@
 //! Project automation: `cargo xtask <command>`.
 //!
 //! - `ci`: exactly what CI runs (format, supply-chain policy, lints, tests,
-//!   docs, vector drift, fuzz smoke). It sets `CI=true` for everything it
-//!   starts, whatever the calling shell has, so a local run is the CI run:
-//!   Python interop tests fail instead of skipping when Python is missing.
+//!   docs, vector drift, the README walkthroughs, man pages, a short torture
+//!   run, fuzz smoke). It sets `CI=true` for everything it starts, whatever
+//!   the calling shell has, so a local run is the CI run: Python interop
+//!   tests fail instead of skipping when Python is missing.
 //! - `vectors [--check]`: regenerate the Python-made test vectors, or fail if
 //!   they would change; compare the embedded Fernet spec vectors with the
 //!   spec's own files when those sit beside the checkout.
 //! - `fuzz [--seconds N] [TARGET...]`: run fuzz targets (all by default).
 //! - `bench [--quick]`: run the benchmarks and print ratios against the
 //!   peers and the bare primitives, all measured in the same run.
-//! - `crash [--rounds N]`: kill rotations at random moments N times and
-//!   check the keyring file after each.
-//! - `readme`: run the README's command-line walkthrough, top to bottom, in
-//!   a scratch directory.
+//! - `torture [--seconds N] [--seed S] [--workers W] [--release] [--keep]`:
+//!   random operations on one keyring file from several processes, random
+//!   kills, every acknowledged operation checked against a ledger
+//!   (`torture.rs`).
+//! - `crash [--rounds N]`: the torture test until N kills have landed.
+//! - `readme`: run the README's command-line walkthroughs, top to bottom,
+//!   in a scratch directory.
 //! - `man [--check]`: write the man pages (`doc/man`) from the CLI's own
 //!   argument definitions, or fail if the committed ones are stale.
 
@@ -27,6 +31,8 @@ use anyhow::{Context, Result, bail, ensure};
 mod bench;
 mod man;
 mod readme;
+#[cfg(unix)]
+mod torture;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,7 +44,11 @@ fn main() -> Result<()> {
         "vectors" => vectors(rest.iter().any(|a| a == "--check")),
         "fuzz" => fuzz(rest),
         "bench" => bench::run(&root(), rest.iter().any(|a| a == "--quick")),
-        "crash" => crash(rest),
+        "torture" => torture_command(rest, None),
+        "crash" => {
+            let kills = flag_value(rest, "--rounds")?.unwrap_or(500);
+            torture_command(rest, Some(kills))
+        }
         "readme" => readme::run(&root()),
         "man" => man::run(&root(), rest.iter().any(|a| a == "--check")),
         "help" | "--help" | "-h" => {
@@ -53,33 +63,92 @@ const HELP: &str = "
 usage: cargo xtask <command>
 
 commands:
-  ci [--fuzz-seconds N]     exactly what CI runs, with CI=true: format check, cargo deny,
-                            clippy, tests, docs, vector drift, fuzz smoke (20 s each)
+  ci [--fuzz-seconds N] [--torture-seconds N]
+                            exactly what CI runs, with CI=true: format check, cargo deny,
+                            clippy, tests, docs, vector drift, README walkthroughs, man
+                            pages, a short torture run (12 s), fuzz smoke (20 s each)
   vectors [--check]         regenerate tests/data vectors with Python (or check for drift)
   fuzz [--seconds N] [T..]  run fuzz targets (default: all, 60 s each)
   bench [--quick]           run benchmarks and print ratios against the peers
-  crash [--rounds N]        kill rotations at random moments N times (default 500)
-  readme                    run the README's command-line walkthrough in a scratch directory
+  torture [--seconds N] [--seed S] [--workers W] [--release] [--keep]
+                            several processes run random operations on one keyring file
+                            while commands are killed at random moments; everything
+                            acknowledged is checked against a ledger (default 60 s,
+                            5 workers; the seed is printed, --seed replays the choices)
+  crash [--rounds N]        the torture test until N kills have landed (default 500)
+  readme                    run the README's command-line walkthroughs in a scratch directory
   man [--check]             write the man pages in doc/man (or fail if they are stale)
 ";
 
-/// Kills `secrets-manager rotate` at random moments, many times, checking
-/// the keyring file after each (the test runs 40 rounds; this runs more).
-fn crash(args: &[String]) -> Result<()> {
-    let rounds = flag_value(args, "--rounds")?.unwrap_or(500);
-    let mut cmd = cargo();
-    cmd.env("CRASH_ROUNDS", rounds.to_string()).args([
-        "test",
-        "--release",
-        "-p",
-        "secrets-manager-cli",
-        "--test",
-        "reliability",
-        "rotations_killed",
-        "--",
-        "--nocapture",
-    ]);
-    run(cmd)
+/// `torture` (for `--seconds`) and `crash` (until `kills` kills): builds
+/// the CLI, runs the torture test in `target/torture/seed-S`, prints the
+/// figures, and removes the directory unless the run failed or `--keep`.
+#[cfg(unix)]
+fn torture_command(args: &[String], kills: Option<u64>) -> Result<()> {
+    use std::time::Duration;
+
+    let seconds = flag_value(args, "--seconds")?.unwrap_or(60);
+    let seed = flag_value(args, "--seed")?.unwrap_or_else(torture::time_seed);
+    let workers = flag_value(args, "--workers")?.unwrap_or(5);
+    ensure!(workers > 0, "--workers must be at least 1");
+    let release = args.iter().any(|a| a == "--release");
+    let keep = args.iter().any(|a| a == "--keep");
+
+    let mut build = cargo();
+    build.args(["build", "-p", "secrets-manager-cli"]);
+    if release {
+        build.arg("--release");
+    }
+    run(build)?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let binary = target
+        .join(if release { "release" } else { "debug" })
+        .join("secrets-manager");
+    let dir = target.join("torture").join(format!("seed-{seed}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    let stop = match kills {
+        Some(kills) => torture::Stop::Kills {
+            kills,
+            limit: Duration::from_secs(600),
+        },
+        None => torture::Stop::After(Duration::from_secs(seconds)),
+    };
+    let mut config = torture::Config::new(binary, dir.clone(), stop, seed);
+    config.workers = usize::try_from(workers).context("--workers: too many")?;
+    config.progress = true;
+    match kills {
+        Some(k) => eprintln!(
+            "torture until {k} kills, {workers} workers, seed {seed} (replay the choices with --seed {seed})"
+        ),
+        None => eprintln!(
+            "torture for {seconds} s, {workers} workers, seed {seed} (replay the choices with --seed {seed})"
+        ),
+    }
+    let report = torture::run(&config)?;
+    println!("{report}");
+    // The coverage a run this long reaches; a very short one only reports.
+    let (check, long) = match kills {
+        Some(k) => (k >= 20, k >= 100),
+        None => (seconds >= 3, seconds >= 10),
+    };
+    if check {
+        report.require_coverage(long)?;
+    }
+    if keep {
+        eprintln!("files kept in {}", dir.display());
+    } else {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn torture_command(_args: &[String], _kills: Option<u64>) -> Result<()> {
+    bail!("the torture test needs Unix (SIGKILL)")
 }
 
 /// Fuzz targets, one per parser or API surface that takes untrusted input.
@@ -141,6 +210,7 @@ fn describe(cmd: &Command) -> String {
 fn ci(args: &[String]) -> Result<()> {
     // The same default as `.ci/run`'s.
     let fuzz_seconds = flag_value(args, "--fuzz-seconds")?.unwrap_or(20);
+    let torture_seconds = flag_value(args, "--torture-seconds")?.unwrap_or(12);
     // Whatever the calling shell says: nothing may skip, locally as in CI.
     CI_RUN.store(true, Ordering::Relaxed);
     eprintln!("xtask ci: every command below runs with CI=true");
@@ -177,6 +247,8 @@ fn ci(args: &[String]) -> Result<()> {
 
     readme::run(&root())?;
     man::run(&root(), true)?;
+    // A short torture run on the debug binary the tests just built.
+    torture_command(&["--seconds".to_owned(), torture_seconds.to_string()], None)?;
 
     let mut smoke = vec!["--seconds".to_owned(), fuzz_seconds.to_string()];
     smoke.extend(FUZZ_TARGETS.iter().map(|t| (*t).to_owned()));

@@ -184,8 +184,23 @@ fn edit(
             origin: source.to_string(),
         });
     }
-    for version in ours.iter().chain(added) {
+    for version in ours {
         merge(file, version, source)?;
+    }
+    if let Some(new) = added {
+        // The version this write adds must land: a name the store already
+        // has is a conflict unless it holds this very material, usable.
+        // (A stale snapshot may lag behind a destroyed version; a new
+        // version may not: it would be acknowledged and never written.)
+        if let Some(existing) = file.get(&new.version.name)
+            && (existing.state != StoredState::Usable || !same_material(existing, new))
+        {
+            return Err(Error::Conflict {
+                origin: source.to_string(),
+                version: new.name,
+            });
+        }
+        merge(file, new, source)?;
     }
     match change {
         Change::Everything | Change::Create => file.set_active(active.as_str())?,
