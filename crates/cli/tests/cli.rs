@@ -1379,6 +1379,29 @@ impl Tmux {
         }
     }
 
+    /// Waits until the program has turned the terminal's echo off, so
+    /// what is typed next cannot echo whatever the program does.
+    fn wait_for_no_echo(&self) {
+        let tty = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "display-message", "-p", "#{pane_tty}"])
+            .output()
+            .unwrap();
+        let tty = String::from_utf8_lossy(&tty.stdout).trim().to_owned();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let modes = std::process::Command::new("stty")
+                .args(["-a", "-F", &tty])
+                .output()
+                .unwrap();
+            let modes = String::from_utf8_lossy(&modes.stdout).into_owned();
+            if modes.split_whitespace().any(|m| m == "-echo") {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "echo never went off: {modes}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     fn type_line(&self, text: &str) {
         let ok = std::process::Command::new("tmux")
             .args(["-L", &self.socket, "send-keys", "-l", text])
@@ -1415,8 +1438,10 @@ fn the_password_prompt_asks_twice_and_echoes_nothing() {
         return;
     };
     term.wait_for("Password for the new version:");
+    term.wait_for_no_echo();
     term.type_line("SENTINEL-TYPED");
     term.wait_for("The same password again:");
+    term.wait_for_no_echo();
     term.type_line("SENTINEL-TYPED");
     let screen = term.wait_for("EXIT=");
     assert!(screen.contains("EXIT=0"), "{screen}");
