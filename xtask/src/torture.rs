@@ -27,6 +27,10 @@
 //! both run the same checks. It uses std and `anyhow` only, and is
 //! Unix-only (SIGKILL; on Linux, `/proc` tells where a kill landed).
 
+// Random picks are taken modulo small ranges, and durations in nanoseconds
+// fit in 64 bits for centuries: these casts lose nothing.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;

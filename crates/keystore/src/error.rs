@@ -16,6 +16,7 @@ use crate::version::{InvalidVersionName, Version};
 /// # Ok::<(), secrets_manager_keystore::KeystoreError>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
+#[allow(clippy::exhaustive_structs)] // a display adapter: its one field is the whole point
 pub struct VersionList<'a>(pub &'a [Version]);
 
 impl fmt::Display for VersionList<'_> {

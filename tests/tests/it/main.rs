@@ -2,6 +2,8 @@
 
 // Helpers outside `#[test]` functions fail loudly on bad test data.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+// Test data generators wrap numbers into bytes on purpose.
+#![allow(clippy::cast_possible_truncation)]
 
 mod dotenv_interop;
 mod fernet_interop;
