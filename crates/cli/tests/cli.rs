@@ -1397,7 +1397,10 @@ impl Tmux {
             if modes.split_whitespace().any(|m| m == "-echo") {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "echo never went off: {modes}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "echo never went off: {modes}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }

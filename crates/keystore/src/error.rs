@@ -49,6 +49,38 @@ impl fmt::Display for DestroyedNote<'_> {
     }
 }
 
+/// An expired token's message: how old, or how far in the future.
+struct ExpiredText {
+    version: Version,
+    timestamp: u64,
+    now: u64,
+    ttl_secs: u64,
+}
+
+impl fmt::Display for ExpiredText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            version,
+            timestamp,
+            now,
+            ttl_secs,
+        } = self;
+        if timestamp > now {
+            write!(
+                f,
+                "token expired: stamped {} s in the future by version {version} (more than the 60 s allowed)",
+                timestamp - now
+            )
+        } else {
+            write!(
+                f,
+                "token expired: made by version {version} {} s ago, beyond its time-to-live of {ttl_secs} s",
+                now - timestamp
+            )
+        }
+    }
+}
+
 /// Something the key store refused or could not do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -100,9 +132,25 @@ pub enum KeystoreError {
         /// keys are gone, so there is no telling).
         destroyed: Vec<Version>,
     },
-    /// The token is not a well-formed Fernet token, or is outside its TTL.
-    #[error("invalid token: malformed, or outside its time-to-live")]
+    /// Not a Fernet token at all (malformed, truncated, not base64), or,
+    /// with a time-to-live, a token outside it that no version here made.
+    #[error(
+        "invalid token: not a Fernet token (malformed or truncated), or one made elsewhere and outside its time-to-live"
+    )]
     InvalidToken,
+    /// A token one of the versions made (its MAC verified, so its time is
+    /// genuine), outside its time-to-live.
+    #[error("{}", ExpiredText { version: *.version, timestamp: *.timestamp, now: *.now, ttl_secs: *.ttl_secs })]
+    Expired {
+        /// The version whose key verified it.
+        version: Version,
+        /// When it was made (Unix seconds).
+        timestamp: u64,
+        /// The time it was checked against.
+        now: u64,
+        /// The time-to-live, in seconds.
+        ttl_secs: u64,
+    },
     /// The version that should decrypt was retired.
     #[error("version {0} is retired and no longer decrypts")]
     VersionRetired(Version),

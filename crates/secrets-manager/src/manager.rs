@@ -159,7 +159,10 @@ impl SecretsManager {
 
     /// Decrypts a token made under any usable version; returns the version
     /// that opened it. Tries the version active when the token was made,
-    /// then the active version, then the rest, newest first.
+    /// then the active version, then the rest, newest first. Surrounding
+    /// ASCII whitespace (a file's trailing newline) is ignored, as Python's
+    /// `Fernet.decrypt` does; the codec itself
+    /// ([`fernet::Fernet::decrypt`]) is strict.
     ///
     /// # Errors
     ///
@@ -228,7 +231,11 @@ impl SecretsManager {
         token: impl AsRef<[u8]>,
         options: &DecryptOptions,
     ) -> Result<(Version, Zeroizing<Vec<u8>>)> {
-        match self.inner.store.decrypt_with(token.as_ref(), options) {
+        match self
+            .inner
+            .store
+            .decrypt_with(token.as_ref().trim_ascii(), options)
+        {
             Ok((version, plaintext)) => {
                 self.inner.emit(|| AuditEvent::Decryption {
                     version,
@@ -251,7 +258,7 @@ impl SecretsManager {
     ///
     /// As [`decrypt`](Self::decrypt) and [`encrypt`](Self::encrypt).
     pub fn rotate_token(&self, token: impl AsRef<[u8]>) -> Result<(Version, String)> {
-        match self.inner.store.rotate_token(token.as_ref()) {
+        match self.inner.store.rotate_token(token.as_ref().trim_ascii()) {
             Ok(rotated) => {
                 self.inner.emit(|| AuditEvent::Decryption {
                     version: rotated.from,

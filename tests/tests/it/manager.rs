@@ -654,3 +654,53 @@ fn types_are_send_and_sync() {
     check::<Error>();
     check::<AuditEvent>();
 }
+
+/// A token read from a file (with the newline the CLI writes) decrypts, as
+/// in Python; what failed is said: not a token, no version opens it, or
+/// expired (only for a token a version here verified).
+#[test]
+fn token_text_whitespace_is_ignored_and_failures_say_why() {
+    let m = SecretsManager::new(
+        SecretsConfig::builder()
+            .key("v1", "pw", b"salt-value")
+            .kdf_iterations(1_000)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let (_, token) = m.encrypt_at_time(b"x", 1_000).unwrap();
+    let padded = format!("  {token}\r\n\n");
+    assert_eq!(&*m.decrypt(&padded).unwrap().1, b"x");
+    assert_eq!(m.rotate_token(&padded).unwrap().0, "v1");
+
+    let not_a_token = m.decrypt("hello").unwrap_err().to_string();
+    assert!(not_a_token.contains("not a Fernet token"), "{not_a_token}");
+    let other = SecretsManager::new(
+        SecretsConfig::builder()
+            .key("v1", "other", b"salt-value")
+            .kdf_iterations(1_000)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let (_, foreign) = other.encrypt(b"x").unwrap();
+    let unopened = m.decrypt(&foreign).unwrap_err().to_string();
+    assert!(
+        unopened.contains("decryption failed with every version"),
+        "{unopened}"
+    );
+    let ttl = secrets_manager::DecryptOptions::new()
+        .ttl(std::time::Duration::from_secs(60))
+        .at_time(1_100);
+    let expired = m.decrypt_with(&token, &ttl).unwrap_err().to_string();
+    assert!(
+        expired.contains("expired") && expired.contains("100 s ago") && expired.contains("v1"),
+        "{expired}"
+    );
+    let (_, foreign_old) = other.encrypt_at_time(b"x", 1_000).unwrap();
+    let says_nothing = m.decrypt_with(&foreign_old, &ttl).unwrap_err().to_string();
+    assert!(
+        !says_nothing.contains("ago"),
+        "nothing about a foreign token's time: {says_nothing}"
+    );
+}

@@ -191,9 +191,9 @@ impl KeyStore {
             (_, now) => now.unwrap_or(0),
         };
         let parsed = UnverifiedToken::parse(token).map_err(|_| KeystoreError::InvalidToken)?;
-        parsed
-            .check_ttl(options.ttl, now)
-            .map_err(|_| KeystoreError::InvalidToken)?;
+        if parsed.check_ttl(options.ttl, now).is_err() {
+            return Err(self.why_out_of_time(ring, parsed, options, now));
+        }
 
         let hinted = options.hint.and_then(|v| ring.index.get(&v).copied());
         let by_time = ring.active_at(parsed.timestamp());
@@ -249,6 +249,45 @@ impl KeyStore {
             .map(|e| e.name)
             .collect();
         Err(KeystoreError::DecryptionFailed { tried, destroyed })
+    }
+
+    /// A token outside its time-to-live: "expired", with its age, only if
+    /// one of this store's versions verifies its MAC (which covers the
+    /// timestamp); otherwise the token is not ours, and nothing about its
+    /// time is said.
+    fn why_out_of_time(
+        &self,
+        ring: &crate::ring::Ring,
+        mut token: UnverifiedToken,
+        options: &DecryptOptions,
+        now: u64,
+    ) -> KeystoreError {
+        let timestamp = token.timestamp();
+        let ttl = options.ttl.map_or(0, |t| t.as_secs());
+        for entry in ring.entries.iter().rev() {
+            if entry.state == VersionState::Destroyed {
+                continue;
+            }
+            let fernet = match entry.cache.fernet.get() {
+                Some(fernet) => fernet,
+                None => match self.derive(entry) {
+                    Ok(fernet) => fernet,
+                    Err(e) => return e,
+                },
+            };
+            token = match token.verify(fernet) {
+                Ok(_) => {
+                    return KeystoreError::Expired {
+                        version: entry.name,
+                        timestamp,
+                        now,
+                        ttl_secs: ttl,
+                    };
+                }
+                Err(unopened) => unopened,
+            };
+        }
+        KeystoreError::InvalidToken
     }
 
     /// One attempt: the token back if this version does not open it.
@@ -356,8 +395,28 @@ mod tests {
                 "at {now}"
             );
         }
+        let expired = s.decrypt_with(token.as_bytes(), &ttl.at_time(5_000));
+        assert!(
+            matches!(
+                expired,
+                Err(KeystoreError::Expired {
+                    timestamp: 1_000,
+                    now: 5_000,
+                    ttl_secs: 60,
+                    ..
+                })
+            ),
+            "{expired:?}"
+        );
+        let shown = expired.unwrap_err().to_string();
+        assert!(
+            shown.contains("4000 s ago") && shown.contains("60 s"),
+            "{shown}"
+        );
+        // A token from elsewhere, out of time, says nothing of its time.
+        let foreign = store("v2").encrypt_at_time(b"x", 1_000).unwrap().1;
         assert_eq!(
-            s.decrypt_with(token.as_bytes(), &ttl.at_time(5_000)),
+            s.decrypt_with(foreign.as_bytes(), &ttl.at_time(5_000)),
             Err(KeystoreError::InvalidToken)
         );
         // Without a TTL the time does not matter; with one and no time, the
@@ -366,10 +425,10 @@ mod tests {
             s.decrypt_with(token.as_bytes(), &DecryptOptions::new().at_time(5_000))
                 .is_ok()
         );
-        assert_eq!(
+        assert!(matches!(
             s.decrypt_with(token.as_bytes(), &ttl),
-            Err(KeystoreError::InvalidToken)
-        );
+            Err(KeystoreError::Expired { .. })
+        ));
     }
 
     #[test]
