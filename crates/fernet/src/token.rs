@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use crate::b64;
 use crate::error::InvalidToken;
 use crate::key::Key;
-use crate::mac::MacKey;
+use crate::mac::{MacKey, TAG_LEN};
 
 type Block = GenericArray<u8, U16>;
 
@@ -30,7 +30,6 @@ pub(crate) const VERSION: u8 = 0x80;
 const BLOCK: usize = 16;
 /// Version, timestamp and IV.
 const HEADER_LEN: usize = 1 + 8 + BLOCK;
-const TAG_LEN: usize = 32;
 /// Smallest token: header, one ciphertext block, tag.
 const MIN_RAW_LEN: usize = HEADER_LEN + BLOCK + TAG_LEN;
 /// Python's `_MAX_CLOCK_SKEW`: with a TTL, tokens up to this far in the
@@ -209,9 +208,7 @@ impl Fernet {
 
     fn tag_matches(&self, raw: &[u8]) -> bool {
         let (signed, tag) = raw.split_at(raw.len() - TAG_LEN);
-        let mut mac = self.mac.start();
-        mac.update(signed);
-        mac.verify(tag)
+        self.mac.verify(signed, tag)
     }
 }
 
@@ -501,7 +498,11 @@ mod tests {
         fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
         zeroized_on_drop::<Aes128Enc>();
         zeroized_on_drop::<Aes128Dec>();
-        zeroized_on_drop::<MacKey>();
+        // `HmacCore` carries no marker, but its two SHA-256 states (and the
+        // block buffer of a tag in progress) wipe themselves.
+        zeroized_on_drop::<sha2::block_api::Sha256VarCore>();
+        zeroized_on_drop::<hmac::digest::block_api::Buffer<hmac::block_api::HmacCore<sha2::Sha256>>>(
+        );
         zeroized_on_drop::<Key>();
     }
 

@@ -22,10 +22,11 @@
 //! assert!(!salt.matches_hash(&"0".repeat(64)));
 //! ```
 //!
-//! The derivation is RFC 8018 PBKDF2 with HMAC-SHA256, written on the
-//! SHA-256 compression function: the password's HMAC pad states are computed
-//! once, and each iteration is exactly two compressions of fixed-layout
-//! blocks, with nothing allocated or copied per iteration.
+//! The derivation is RFC 8018 PBKDF2 with HMAC-SHA256 from the RustCrypto
+//! `hmac` crate, driven at the block level: the password's HMAC pad states
+//! are computed once, and each iteration copies them and finalises one
+//! 32-byte message from a single reused block buffer (two compressions),
+//! with nothing allocated per iteration.
 
 mod error;
 mod pbkdf2;
