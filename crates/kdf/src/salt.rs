@@ -7,6 +7,7 @@ use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::KdfError;
@@ -95,11 +96,7 @@ impl Salt {
             return false;
         };
         let actual = Sha256::digest(&self.0);
-        let diff = actual
-            .iter()
-            .zip(expected.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(diff) == 0
+        actual.as_slice().ct_eq(&expected[..]).into()
     }
 
     /// URL-safe base64 with padding: how the Python package stores salts.
@@ -299,6 +296,13 @@ mod tests {
         assert!(salt.matches_hash(&hash));
         assert!(salt.matches_hash(&hash.to_uppercase()));
         assert!(!Salt::from(b"other").matches_hash(&hash));
+        // Any single differing bit, in any byte, is a mismatch.
+        let digest = Sha256::digest(b"my-salt");
+        for i in 0..32 {
+            let mut other = digest;
+            other[i] ^= 1;
+            assert!(!salt.matches_hash(&to_hex(&other)), "byte {i}");
+        }
         assert!(!salt.matches_hash(&hash[..63]));
         assert!(!salt.matches_hash("not hex"));
         assert_eq!(
