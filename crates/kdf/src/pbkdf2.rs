@@ -35,16 +35,22 @@ pub fn derive_key(
     out
 }
 
-/// PBKDF2-HMAC-SHA256 into `out`, of any length (blocks of 32 bytes are
-/// numbered from 1 as the RFC says).
+/// PBKDF2-HMAC-SHA256 into `out` (blocks of 32 bytes are numbered from 1
+/// as the RFC says).
+///
+/// # Panics
+///
+/// If `out` is longer than RFC 8018 allows, (2^32 - 1) × 32 bytes (nearly
+/// 128 GiB): block numbers are 32-bit.
 pub fn pbkdf2_hmac_sha256(password: &[u8], salt: &[u8], iterations: NonZeroU32, out: &mut [u8]) {
+    assert!(
+        out.len().div_ceil(32) <= u32::MAX as usize,
+        "PBKDF2 output longer than (2^32 - 1) blocks"
+    );
     // The password's pad states are computed once; every HMAC below starts
     // from a copy of them.
     let keyed = keyed(password);
-    for (i, chunk) in out.chunks_mut(32).enumerate() {
-        // Block indices are u32 in the RFC; `out` would have to exceed
-        // 128 GiB to overflow one.
-        let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
+    for (index, chunk) in (1..=u32::MAX).zip(out.chunks_mut(32)) {
         let block = f(&keyed, salt, index, iterations);
         chunk.copy_from_slice(&block[..chunk.len()]);
     }
