@@ -22,6 +22,7 @@ use crate::b64;
 use crate::error::InvalidToken;
 use crate::key::Key;
 use crate::mac::{MacKey, TAG_LEN};
+use crate::os::secure::Locked;
 
 type Block = GenericArray<u8, U16>;
 
@@ -60,7 +61,9 @@ pub(crate) fn now() -> u64 {
 /// Encrypts and decrypts tokens under one key.
 ///
 /// Holds the key already expanded (AES round keys, HMAC inner and outer
-/// states), so a token costs no key setup. Cloning copies that state.
+/// states), so a token costs no key setup. That state lives in locked memory
+/// (see [`secure_memory_status`](crate::secure_memory_status)) and is wiped
+/// on drop. Cloning copies it into a new locked slot.
 ///
 /// ```
 /// use std::time::Duration;
@@ -79,11 +82,24 @@ pub(crate) fn now() -> u64 {
 /// assert!(f.decrypt_at_time(&token, ttl, 499_162_861).is_err());
 /// # Ok::<(), secrets_manager_fernet::InvalidToken>(())
 /// ```
-#[derive(Clone)]
 pub struct Fernet {
+    state: Locked<State>,
+}
+
+/// A key's expanded form.
+#[derive(Clone)]
+struct State {
     mac: MacKey,
     enc: Aes128Enc,
     dec: Aes128Dec,
+}
+
+impl Clone for Fernet {
+    fn clone(&self) -> Self {
+        let clone = self.clone_state();
+        crate::os::wipe_stack();
+        clone
+    }
 }
 
 impl fmt::Debug for Fernet {
@@ -96,11 +112,28 @@ impl Fernet {
     /// Expands `key` for use. The `Fernet` keeps no copy of the raw key.
     #[must_use]
     pub fn new(key: &Key) -> Self {
+        let fernet = Self::expand(key);
+        // The key schedules were computed on the stack, then moved.
+        crate::os::wipe_stack();
+        fernet
+    }
+
+    #[inline(never)]
+    fn expand(key: &Key) -> Self {
         let (signing, encryption) = key.halves();
         Self {
-            mac: MacKey::new(signing),
-            enc: Aes128Enc::new(GenericArray::from_slice(encryption)),
-            dec: Aes128Dec::new(GenericArray::from_slice(encryption)),
+            state: Locked::new(State {
+                mac: MacKey::new(signing),
+                enc: Aes128Enc::new(GenericArray::from_slice(encryption)),
+                dec: Aes128Dec::new(GenericArray::from_slice(encryption)),
+            }),
+        }
+    }
+
+    #[inline(never)]
+    fn clone_state(&self) -> Self {
+        Self {
+            state: self.state.clone(),
         }
     }
 
@@ -139,8 +172,8 @@ impl Fernet {
         let mut out = b64::Output::with_len(ct_len.saturating_add(HEADER_LEN + TAG_LEN));
         // One backend call for the whole token: the AES backend's per-call
         // setup (broadcasting round keys on VAES) is paid once.
-        self.enc.encrypt_with_backend(EncryptJob {
-            mac: &self.mac,
+        self.state.enc.encrypt_with_backend(EncryptJob {
+            mac: &self.state.mac,
             msg,
             timestamp,
             iv,
@@ -208,7 +241,7 @@ impl Fernet {
 
     fn tag_matches(&self, raw: &[u8]) -> bool {
         let (signed, tag) = raw.split_at(raw.len() - TAG_LEN);
-        self.mac.verify(signed, tag)
+        self.state.mac.verify(signed, tag)
     }
 }
 
@@ -368,13 +401,13 @@ impl VerifiedToken<'_> {
         let iv = Block::clone_from_slice(&raw[9..HEADER_LEN]);
         // All blocks in parallel, in place.
         let (blocks, _) = InOutBuf::from(&mut raw[HEADER_LEN..end]).into_chunks::<U16>();
-        cbc::Decryptor::<&Aes128Dec>::inner_iv_init(&self.fernet.dec, &iv)
+        cbc::Decryptor::<&Aes128Dec>::inner_iv_init(&self.fernet.state.dec, &iv)
             .decrypt_blocks_inout_mut(blocks);
         let Some(pad) = padding_len(&raw[end - BLOCK..end]) else {
             // Restore the ciphertext: CBC encryption is the exact inverse
             // (rare path: only reachable with a valid HMAC).
             let (blocks, _) = InOutBuf::from(&mut raw[HEADER_LEN..end]).into_chunks::<U16>();
-            cbc::Encryptor::<&Aes128Enc>::inner_iv_init(&self.fernet.enc, &iv)
+            cbc::Encryptor::<&Aes128Enc>::inner_iv_init(&self.fernet.state.enc, &iv)
                 .encrypt_blocks_inout_mut(blocks);
             return Err(UnverifiedToken { raw });
         };

@@ -33,7 +33,9 @@ mod pbkdf2;
 mod salt;
 
 pub use crate::error::KdfError;
-pub use crate::pbkdf2::{DEFAULT_ITERATIONS, KEY_LEN, derive_key, pbkdf2_hmac_sha256};
+pub use crate::pbkdf2::{
+    DEFAULT_ITERATIONS, KEY_LEN, derive_key, derive_key_into, pbkdf2_hmac_sha256,
+};
 pub use crate::salt::Salt;
 /// Re-exported: derived keys are returned in [`Zeroizing`](zeroize::Zeroizing) buffers.
 pub use zeroize;

@@ -23,7 +23,9 @@ type Prf = HmacCore<Sha256>;
 /// Derives a 32-byte key: PBKDF2-HMAC-SHA256(password, salt, iterations).
 ///
 /// This is the Python package's derivation; the result is the raw Fernet key
-/// (signing key ‖ encryption key).
+/// (signing key ‖ encryption key). To keep the key in locked memory, derive
+/// it in place with [`derive_key_into`] instead, for example into
+/// `secrets_manager_fernet::Key::fill_with`.
 #[must_use]
 pub fn derive_key(
     password: &[u8],
@@ -31,8 +33,28 @@ pub fn derive_key(
     iterations: NonZeroU32,
 ) -> Zeroizing<[u8; KEY_LEN]> {
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    pbkdf2_hmac_sha256(password, salt.as_bytes(), iterations, &mut out[..]);
+    derive_key_into(password, salt, iterations, &mut out);
     out
+}
+
+/// [`derive_key`] written into `out`, such as a key's locked memory; no
+/// other copy of the key is made.
+///
+/// ```
+/// use secrets_manager_kdf::{DEFAULT_ITERATIONS, KEY_LEN, Salt, derive_key, derive_key_into};
+///
+/// let salt = Salt::from("random-salt-value");
+/// let mut key = [0u8; KEY_LEN]; // e.g. inside `Key::fill_with(|key| ...)`
+/// derive_key_into(b"password", &salt, DEFAULT_ITERATIONS, &mut key);
+/// assert_eq!(key, *derive_key(b"password", &salt, DEFAULT_ITERATIONS));
+/// ```
+pub fn derive_key_into(
+    password: &[u8],
+    salt: &Salt,
+    iterations: NonZeroU32,
+    out: &mut [u8; KEY_LEN],
+) {
+    f(&keyed(password), salt.as_bytes(), 1, iterations, out);
 }
 
 /// PBKDF2-HMAC-SHA256 into `out` (blocks of 32 bytes are numbered from 1
@@ -50,9 +72,16 @@ pub fn pbkdf2_hmac_sha256(password: &[u8], salt: &[u8], iterations: NonZeroU32, 
     // The password's pad states are computed once; every HMAC below starts
     // from a copy of them.
     let keyed = keyed(password);
-    for (index, chunk) in (1..=u32::MAX).zip(out.chunks_mut(32)) {
-        let block = f(&keyed, salt, index, iterations);
-        chunk.copy_from_slice(&block[..chunk.len()]);
+    for (chunk, index) in out.chunks_mut(32).zip(1..=u32::MAX) {
+        if let Ok(block) = <&mut [u8; 32]>::try_from(&mut *chunk) {
+            f(&keyed, salt, index, iterations, block);
+        } else {
+            // A last, partial block.
+            let mut last = Zeroizing::new([0u8; 32]);
+            f(&keyed, salt, index, iterations, &mut last);
+            let n = chunk.len();
+            chunk.copy_from_slice(&last[..n]);
+        }
     }
 }
 
@@ -64,8 +93,8 @@ fn keyed(password: &[u8]) -> Prf {
 }
 
 /// `T_i = U_1 ⊕ … ⊕ U_c`, with `U_1 = HMAC(P, S ‖ INT(i))` and
-/// `U_j = HMAC(P, U_{j-1})`.
-fn f(keyed: &Prf, salt: &[u8], index: u32, iterations: NonZeroU32) -> Zeroizing<[u8; 32]> {
+/// `U_j = HMAC(P, U_{j-1})`, accumulated in `t`.
+fn f(keyed: &Prf, salt: &[u8], index: u32, iterations: NonZeroU32, t: &mut [u8; 32]) {
     // One block buffer for every HMAC: each finalisation leaves it empty,
     // and it is wiped when dropped.
     let mut buf = Buffer::<Prf>::default();
@@ -75,7 +104,6 @@ fn f(keyed: &Prf, salt: &[u8], index: u32, iterations: NonZeroU32) -> Zeroizing<
     buf.digest_blocks(&index.to_be_bytes(), |blocks| prf.update_blocks(blocks));
     prf.finalize_fixed_core(&mut buf, &mut u);
 
-    let mut t = Zeroizing::new([0u8; 32]);
     t.copy_from_slice(&u);
     for _ in 1..iterations.get() {
         // U is 32 bytes: it fits the empty buffer, so nothing is compressed
@@ -88,7 +116,6 @@ fn f(keyed: &Prf, salt: &[u8], index: u32, iterations: NonZeroU32) -> Zeroizing<
         }
     }
     u.zeroize();
-    t
 }
 
 #[cfg(test)]
