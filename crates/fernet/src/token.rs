@@ -16,7 +16,7 @@ use aes::cipher::{
     InnerIvInit, KeyInit,
 };
 use aes::{Aes128Dec, Aes128Enc};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::b64;
 use crate::error::InvalidToken;
@@ -41,7 +41,8 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// base64-encoded a few KiB at a time, so a large message is read once and
 /// the only heap allocation is the output.
 const CHUNK: usize = 4 * 1024;
-/// Messages up to this size are encrypted through a smaller buffer.
+/// Messages up to these sizes are encrypted through smaller buffers.
+const TINY_MSG: usize = 64;
 const SMALL_MSG: usize = 256;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -168,8 +169,7 @@ impl Fernet {
     }
 
     pub(crate) fn encrypt_from_parts(&self, msg: &[u8], timestamp: u64, iv: &[u8; 16]) -> String {
-        let ct_len = (msg.len() / BLOCK + 1) * BLOCK;
-        let mut out = b64::Output::with_len(ct_len.saturating_add(HEADER_LEN + TAG_LEN));
+        let mut token = String::new();
         // One backend call for the whole token: the AES backend's per-call
         // setup (broadcasting round keys on VAES) is paid once.
         self.state.enc.encrypt_with_backend(EncryptJob {
@@ -177,9 +177,9 @@ impl Fernet {
             msg,
             timestamp,
             iv,
-            out: &mut out,
+            token: &mut token,
         });
-        out.into_string()
+        token
     }
 
     /// Decrypts a token of any age.
@@ -424,7 +424,7 @@ struct EncryptJob<'a> {
     msg: &'a [u8],
     timestamp: u64,
     iv: &'a [u8; 16],
-    out: &'a mut b64::Output,
+    token: &'a mut String,
 }
 
 impl BlockSizeUser for EncryptJob<'_> {
@@ -435,7 +435,9 @@ impl BlockClosure for EncryptJob<'_> {
     fn call<B: BlockBackend<BlockSize = U16>>(self, aes: &mut B) {
         // Small messages get a small scratch buffer: zeroing a large one
         // would cost more than the rest of a small token.
-        if self.msg.len() <= SMALL_MSG {
+        if self.msg.len() <= TINY_MSG {
+            self.run::<{ TINY_MSG + 2 * BLOCK + HEADER_LEN + TAG_LEN }, B>(aes);
+        } else if self.msg.len() <= SMALL_MSG {
             self.run::<{ SMALL_MSG + 2 * BLOCK + HEADER_LEN + TAG_LEN }, B>(aes);
         } else {
             self.run::<{ CHUNK + 2 * BLOCK + TAG_LEN }, B>(aes);
@@ -447,8 +449,11 @@ impl EncryptJob<'_> {
     /// Streams the token through an `N`-byte stack buffer: ciphertext is
     /// written there, MACed, and base64-encoded straight into the output, so
     /// the message is read once and the output is the only allocation.
-    /// Only public bytes stay in the buffer: header, ciphertext, tag.
+    /// Only public bytes stay in the buffer: header, ciphertext, tag. A
+    /// token that fits the buffer is encoded in one go at the end.
     fn run<const N: usize, B: BlockBackend<BlockSize = U16>>(self, aes: &mut B) {
+        // Created at the first flush, for tokens larger than the buffer.
+        let mut out: Option<b64::Output> = None;
         let mut mac = self.mac.start();
         let mut buf = [0u8; N];
         buf[0] = VERSION;
@@ -478,20 +483,32 @@ impl EncryptJob<'_> {
             fill = if blocks.is_empty() {
                 end
             } else {
-                self.out.push_groups(&mut buf, end)
+                let ct_len = (self.msg.len() / BLOCK + 1) * BLOCK;
+                out.get_or_insert_with(|| b64::Output::with_len(HEADER_LEN + ct_len + TAG_LEN))
+                    .push_groups(&mut buf, end)
             };
         }
 
         // Last block: the remaining bytes and PKCS#7 padding (1 to 16 bytes).
-        let mut last = Zeroizing::new([(BLOCK - tail.len()) as u8; BLOCK]);
+        let mut last = [(BLOCK - tail.len()) as u8; BLOCK];
         last[..tail.len()].copy_from_slice(tail);
         let c = cbc_encrypt_block(aes, &last, &prev);
+        // It held message bytes. (A slice is wiped in one go; a
+        // `Zeroizing` array byte by byte.)
+        last[..].zeroize();
         buf[fill..fill + BLOCK].copy_from_slice(&c);
         mac.update(&c);
         fill += BLOCK;
         buf[fill..fill + TAG_LEN].copy_from_slice(&mac.finalize());
         fill += TAG_LEN;
-        self.out.push_last(&buf[..fill]);
+        *self.token = match out {
+            Some(mut out) => {
+                out.push_last(&buf[..fill]);
+                out.into_string()
+            }
+            // Nothing written past `fill`: the rest of the buffer is zeros.
+            None => b64::encode_zero_extended(&buf, fill),
+        };
     }
 }
 
