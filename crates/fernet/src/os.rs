@@ -74,7 +74,8 @@ pub(crate) fn iv() -> [u8; 16] {
     })
 }
 
-/// Starts a new generation, so every thread's buffer is refilled before use.
+/// Starts a new generation, so every thread's generator is reseeded before
+/// use.
 fn bump() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
 }
