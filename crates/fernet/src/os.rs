@@ -91,23 +91,8 @@ mod fork {
     static MARKER: OnceLock<Option<&'static AtomicU64>> = OnceLock::new();
 
     fn map_marker() -> Option<&'static AtomicU64> {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
-        // SAFETY: an anonymous private mapping at an address the kernel
-        // chooses aliases no Rust object; the result is checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                page,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return None;
-        }
+        let page = super::page_size();
+        let ptr = super::map_anonymous(page)?.as_ptr().cast::<libc::c_void>();
         // SAFETY: `ptr` is the start of the `page`-byte mapping made above.
         if unsafe { libc::madvise(ptr, page, libc::MADV_WIPEONFORK) } != 0 {
             // Kernels before 4.14: fall back to comparing process ids.
@@ -183,6 +168,46 @@ pub(crate) fn coarse_unix_seconds() -> Option<u64> {
     None
 }
 
+/// The page size (4096 where the OS does not say).
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        #[cfg(unix)]
+        {
+            // SAFETY: sysconf has no memory-safety preconditions.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            usize::try_from(page)
+                .ok()
+                .filter(|p| p.is_power_of_two())
+                .unwrap_or(4096)
+        }
+        #[cfg(not(unix))]
+        4096
+    })
+}
+
+/// A fresh anonymous private read-write mapping of `len` bytes (zeroed,
+/// page-aligned), or `None` if the OS refuses.
+#[cfg(unix)]
+fn map_anonymous(len: usize) -> Option<std::ptr::NonNull<u8>> {
+    // SAFETY: an anonymous private mapping at an address the kernel chooses
+    // aliases no Rust object; the result is checked below.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return None;
+    }
+    std::ptr::NonNull::new(ptr.cast::<u8>())
+}
+
 /// Fallback fork detection: a new process id means a new generation.
 #[cfg(unix)]
 fn pid_check() {
@@ -211,13 +236,14 @@ fn pid_check() {
 /// are unlocked (though still left out of its core dumps), and its
 /// [`status`] still shows the parent's counts.
 pub(crate) mod secure {
+    use super::page_size;
     use std::alloc::Layout;
     use std::marker::PhantomData;
     use std::mem::MaybeUninit;
     use std::ops::{Deref, DerefMut};
     use std::ptr::NonNull;
     use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
-    use std::sync::{Mutex, OnceLock, PoisonError};
+    use std::sync::{Mutex, PoisonError};
 
     use zeroize::Zeroize as _;
 
@@ -244,23 +270,6 @@ pub(crate) mod secure {
             DUMPABLE.load(Ordering::Relaxed),
             (error != 0).then_some(error),
         )
-    }
-
-    fn page_size() -> usize {
-        static PAGE: OnceLock<usize> = OnceLock::new();
-        *PAGE.get_or_init(|| {
-            #[cfg(unix)]
-            {
-                // SAFETY: sysconf has no memory-safety preconditions.
-                let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-                usize::try_from(page)
-                    .ok()
-                    .filter(|p| p.is_power_of_two())
-                    .unwrap_or(4096)
-            }
-            #[cfg(not(unix))]
-            4096
-        })
     }
 
     /// Pages for key material.
@@ -309,22 +318,7 @@ pub(crate) mod secure {
 
         #[cfg(unix)]
         fn map(len: usize) -> Option<Self> {
-            // SAFETY: an anonymous private mapping at an address the kernel
-            // chooses aliases no Rust object; the result is checked below.
-            let ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            if ptr == libc::MAP_FAILED {
-                return None;
-            }
-            let ptr = NonNull::new(ptr.cast::<u8>())?;
+            let ptr = super::map_anonymous(len)?;
             #[cfg(any(target_os = "linux", target_os = "android"))]
             // SAFETY: `ptr..ptr+len` is exactly the mapping made above.
             let dontdump =
@@ -806,20 +800,23 @@ mod tests {
         }
     }
 
+    /// This thread's generator seed after drawing an IV, then after
+    /// `tamper` changes its state and another IV is drawn.
+    fn seeds_around(tamper: impl FnOnce(&mut Seeded)) -> ([u8; 32], [u8; 32]) {
+        let seed = || {
+            let _ = iv();
+            IV_RNG.with(|c| c.borrow().as_ref().map(|s| s.rng.get_seed()).unwrap())
+        };
+        let before = seed();
+        IV_RNG.with(|c| tamper(c.borrow_mut().as_mut().unwrap()));
+        (before, seed())
+    }
+
     #[test]
     fn a_new_generation_reseeds() {
-        let _ = iv();
-        let seed_before = IV_RNG.with(|c| c.borrow().as_ref().map(|s| s.rng.get_seed()));
         // Simulate a fork: a generation change must reseed, not continue.
-        IV_RNG.with(|c| {
-            if let Some(s) = c.borrow_mut().as_mut() {
-                s.generation = s.generation.wrapping_sub(1);
-            }
-        });
-        let _ = iv();
-        let seed_after = IV_RNG.with(|c| c.borrow().as_ref().map(|s| s.rng.get_seed()));
-        assert!(seed_before.is_some());
-        assert_ne!(seed_before, seed_after);
+        let (before, after) = seeds_around(|s| s.generation = s.generation.wrapping_sub(1));
+        assert_ne!(before, after);
     }
 
     #[test]
@@ -844,15 +841,9 @@ mod tests {
 
     #[test]
     fn a_used_up_seed_is_replaced() {
-        let _ = iv();
-        let seed_before = IV_RNG.with(|c| c.borrow().as_ref().map(|s| s.rng.get_seed()));
-        IV_RNG.with(|c| {
-            if let Some(s) = c.borrow_mut().as_mut() {
-                s.used = IVS_PER_SEED;
-            }
-        });
-        let _ = iv();
-        let seed_after = IV_RNG.with(|c| c.borrow().as_ref().map(|s| s.rng.get_seed()));
-        assert_ne!(seed_before, seed_after);
+        let (before, after) = seeds_around(|s| s.used = IVS_PER_SEED);
+        assert_ne!(before, after);
+        let (before, after) = seeds_around(|s| s.used = IVS_PER_SEED - 1);
+        assert_eq!(before, after, "a seed is used up to its last IV");
     }
 }

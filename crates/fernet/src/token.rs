@@ -317,9 +317,7 @@ impl UnverifiedToken {
     #[must_use]
     #[inline]
     pub fn timestamp(&self) -> u64 {
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(&self.raw[1..9]);
-        u64::from_be_bytes(ts)
+        timestamp_of(&self.raw)
     }
 
     /// Python's time rule. With a `ttl`: rejects a token older than `ttl`
@@ -380,9 +378,7 @@ impl VerifiedToken<'_> {
     #[must_use]
     #[inline]
     pub fn timestamp(&self) -> u64 {
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(&self.raw[1..9]);
-        u64::from_be_bytes(ts)
+        timestamp_of(&self.raw)
     }
 
     /// Decrypts in place and returns the message, reusing the decoded
@@ -510,6 +506,13 @@ impl EncryptJob<'_> {
             None => b64::encode_zero_extended(&buf, fill),
         };
     }
+}
+
+/// The timestamp field of a decoded token (checked to be long enough).
+fn timestamp_of(raw: &[u8]) -> u64 {
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&raw[1..9]);
+    u64::from_be_bytes(ts)
 }
 
 /// `E(p ⊕ prev)`.
