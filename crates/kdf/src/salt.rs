@@ -26,10 +26,19 @@ const GENERATED_LEN: usize = 16;
 ///
 /// Python's base64 decoder also skips characters outside the alphabet; such
 /// a string is taken here as UTF-8 instead, so a salt is never silently
-/// truncated. Salts are not secret, but they are zeroized on drop and their
-/// `Debug` shows only their length, so they never reach a log.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+/// truncated. Salts are not secret, but they are zeroized on drop, compare
+/// in constant time (`subtle`), and their `Debug` shows only their length,
+/// so they never reach a log.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct Salt(Vec<u8>);
+
+impl PartialEq for Salt {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for Salt {}
 
 impl Salt {
     /// Wraps raw bytes.
@@ -275,6 +284,14 @@ mod tests {
         assert!(Salt::from("").is_empty());
         // Non-canonical trailing bits are accepted, as Python does.
         assert_eq!(Salt::from("AB==").as_bytes(), &[0x00]);
+    }
+
+    #[test]
+    fn equality_is_by_bytes() {
+        assert_eq!(Salt::from(b"salt"), Salt::from("c2FsdA=="));
+        assert_ne!(Salt::from(b"salt"), Salt::from(b"salu"));
+        assert_ne!(Salt::from(b"salt"), Salt::from(b"sal"));
+        assert_eq!(Salt::from(b""), Salt::from(""));
     }
 
     #[test]
