@@ -30,7 +30,6 @@ pub const KEY_LEN: usize = 32;
 /// assert_eq!(format!("{key:?}"), "Key([REDACTED])");
 /// # Ok::<(), secrets_manager_fernet::KeyError>(())
 /// ```
-#[derive(Clone)]
 pub struct Key(Locked<[u8; KEY_LEN]>);
 
 impl Key {
@@ -118,6 +117,13 @@ impl Key {
     }
 }
 
+impl Clone for Key {
+    /// Copies locked memory to locked memory, with no copy on the stack.
+    fn clone(&self) -> Self {
+        Self::fill_with(|bytes| bytes.copy_from_slice(self.as_bytes()))
+    }
+}
+
 impl Zeroize for Key {
     fn zeroize(&mut self) {
         self.0.zeroize();
@@ -164,6 +170,15 @@ mod tests {
             Key::from_base64(format!(" {}", &*text)),
             Err(KeyError::Encoding)
         );
+    }
+
+    #[test]
+    fn clones_are_equal_in_a_slot_of_their_own() {
+        let key = Key::generate();
+        let clone = key.clone();
+        assert_eq!(clone, key);
+        assert_ne!(clone.0.addr(), key.0.addr());
+        assert_ne!(Key::generate(), key);
     }
 
     #[test]
