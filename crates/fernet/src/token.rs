@@ -531,15 +531,19 @@ fn cbc_encrypt_block<B: BlockBackend<BlockSize = U16>>(
 }
 
 /// The PKCS#7 padding length of the last plaintext block, or `None` if the
-/// padding is malformed. Checked without early exit.
+/// padding is malformed. Word-wide, without a loop. (Its timing is no
+/// oracle: it runs only on tokens whose HMAC verified, which only a key
+/// holder can make.)
 fn padding_len(last: &[u8]) -> Option<usize> {
-    let pad = last[BLOCK - 1];
-    let mut bad = u8::from(pad == 0) | u8::from(usize::from(pad) > BLOCK);
-    for i in 1..BLOCK {
-        let in_pad = u8::from(i < usize::from(pad));
-        bad |= in_pad & u8::from(last[BLOCK - 1 - i] != pad);
-    }
-    (bad == 0).then_some(usize::from(pad))
+    let mut block = [0u8; BLOCK];
+    block.copy_from_slice(last);
+    let pad = block[BLOCK - 1];
+    // Bytes equal to `pad` become zero; the last `pad` bytes (the low
+    // ones, read big-endian) must all be.
+    let diff = u128::from_be_bytes(block) ^ u128::from_be_bytes([pad; BLOCK]);
+    let n = u32::from(pad).clamp(1, BLOCK as u32);
+    let in_pad = u128::MAX >> (128 - 8 * n);
+    (pad != 0 && usize::from(pad) <= BLOCK && diff & in_pad == 0).then_some(usize::from(pad))
 }
 
 #[cfg(test)]
@@ -617,6 +621,34 @@ mod tests {
             );
             assert_eq!(&*f.decrypt(&token).unwrap(), &msg[..], "len {len}");
         }
+    }
+
+    #[test]
+    fn padding_is_checked_exactly() {
+        let naive = |last: &[u8]| {
+            let pad = usize::from(last[BLOCK - 1]);
+            ((1..=BLOCK).contains(&pad)
+                && last[BLOCK - pad..].iter().all(|&b| usize::from(b) == pad))
+            .then_some(pad)
+        };
+        for pad in 0..=255u8 {
+            for fill in [0u8, 1, 2, 15, 16, 17, 0xff] {
+                for len in 0..=BLOCK {
+                    // `len` trailing bytes of `pad` after bytes of `fill`.
+                    let mut last = [fill; BLOCK];
+                    last[BLOCK - len..].fill(pad);
+                    assert_eq!(padding_len(&last), naive(&last), "{last:?}");
+                    // And one stray byte inside the padding.
+                    if len > 1 {
+                        last[BLOCK - len] ^= 0x40;
+                        assert_eq!(padding_len(&last), naive(&last), "{last:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(padding_len(&[16; 16]), Some(16));
+        assert_eq!(padding_len(&[1; 16]), Some(1));
+        assert_eq!(padding_len(&[0; 16]), None);
     }
 
     #[test]
