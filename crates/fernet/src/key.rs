@@ -111,6 +111,11 @@ impl Key {
         &self.0
     }
 
+    #[cfg(test)]
+    pub(crate) fn locked_addr(&self) -> usize {
+        self.0.addr()
+    }
+
     /// The signing key and the encryption key, 16 bytes each.
     pub(crate) fn halves(&self) -> (&[u8], &[u8]) {
         self.0.split_at(KEY_LEN / 2)

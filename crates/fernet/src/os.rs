@@ -656,15 +656,15 @@ pub(crate) fn wipe_stack() {
     std::hint::black_box(&buf);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashSet;
+/// Reading this process's memory map, for tests of locked memory.
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) mod proc_maps {
+    // Test support: a malformed `/proc` is a failed test.
+    #![allow(clippy::unwrap_used)]
 
     /// The mapping of `/proc/self/smaps` that holds `addr`: its `VmFlags`
     /// (`lo`: locked, `dd`: left out of core dumps) and its `Locked:` size.
-    #[cfg(target_os = "linux")]
-    fn smaps_of(addr: usize) -> (Vec<String>, u64) {
+    pub(crate) fn smaps_of(addr: usize) -> (Vec<String>, u64) {
         let text = std::fs::read_to_string("/proc/self/smaps").unwrap();
         let mut inside = false;
         let (mut flags, mut locked_kb) = (Vec::new(), 0);
@@ -691,12 +691,19 @@ mod tests {
     }
 
     /// `VmLck` of `/proc/self/status`, in kB.
-    #[cfg(target_os = "linux")]
-    fn vm_locked_kb() -> u64 {
+    pub(crate) fn vm_locked_kb() -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let line = status.lines().find(|l| l.starts_with("VmLck:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_os = "linux")]
+    use proc_maps::{smaps_of, vm_locked_kb};
+    use std::collections::HashSet;
 
     #[cfg(target_os = "linux")]
     #[test]

@@ -651,6 +651,23 @@ mod tests {
         assert_eq!(padding_len(&[0; 16]), None);
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn keys_and_expanded_state_live_in_locked_memory() {
+        use crate::os::proc_maps::smaps_of;
+        let key = Key::generate();
+        let f = Fernet::new(&key);
+        let clone = f.clone();
+        for addr in [key.locked_addr(), f.state.addr(), clone.state.addr()] {
+            let (flags, locked_kb) = smaps_of(addr);
+            assert!(
+                flags.iter().any(|f| f == "lo") && locked_kb > 0,
+                "{flags:?}"
+            );
+            assert!(flags.iter().any(|f| f == "dd"), "{flags:?}");
+        }
+    }
+
     #[test]
     fn debug_shows_no_key_material() {
         let f = Fernet::new(&Key::from_bytes([0xab; 32]));
