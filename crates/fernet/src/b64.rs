@@ -53,7 +53,8 @@ pub(crate) fn decode(text: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The `base64` crate's SIMD encoder starts at 128 input bytes; below that
-/// it encodes byte by byte, at about a third of the speed.
+/// it runs its scalar loop, which takes longer for a 32-byte message's
+/// 105-byte token than SIMD takes for 129 bytes.
 const SIMD_FROM: usize = 129;
 
 /// Encodes `buf[..len]` with padding, given that `buf[len..]` is zeros.
