@@ -167,6 +167,13 @@ impl From<&[u8]> for SecretBytes {
     }
 }
 
+/// Zeroes the bytes (the length stays).
+impl zeroize::Zeroize for SecretBytes {
+    fn zeroize(&mut self) {
+        self.expose_secret_mut().zeroize();
+    }
+}
+
 /// Wiped on drop: the memory is zeroed before it is reused.
 impl zeroize::ZeroizeOnDrop for SecretBytes {}
 
@@ -187,6 +194,19 @@ mod tests {
         let big = SecretBytes::from_slice(&[9; 10_000]);
         assert_eq!(big.len(), 10_000);
         assert!(big.expose_secret().iter().all(|&b| b == 9));
+    }
+
+    #[test]
+    fn secrets_are_shareable_across_threads_and_zeroize() {
+        use zeroize::Zeroize as _;
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<SecretBytes>();
+        send_sync::<crate::Key>();
+        send_sync::<crate::Fernet>();
+        send_sync::<crate::MultiFernet>();
+        let mut s = SecretBytes::from_slice(b"abc");
+        s.zeroize();
+        assert_eq!(s.expose_secret(), &[0, 0, 0]);
     }
 
     #[test]
