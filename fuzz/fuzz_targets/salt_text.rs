@@ -1,5 +1,6 @@
 //! Salt and version text: never a panic; a salt's URL-safe base64 form reads
-//! back as the same bytes unless it also reads as hex (Python's order).
+//! back as the same bytes unless it also reads as hex (Python's order), and
+//! its file text (`to_text`) always does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,4 +23,5 @@ fuzz_target!(|data: &[u8]| {
     if !hexlike {
         assert_eq!(Salt::from(text.as_str()), salt);
     }
+    assert_eq!(Salt::from(salt.to_text().as_str()), salt);
 });

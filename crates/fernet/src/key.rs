@@ -7,6 +7,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::b64;
 use crate::error::KeyError;
+use crate::os::secure::Locked;
 
 /// Length of a Fernet key in bytes: a 16-byte signing key then a 16-byte
 /// encryption key.
@@ -14,7 +15,9 @@ pub const KEY_LEN: usize = 32;
 
 /// A 32-byte Fernet key: signing key ‖ encryption key.
 ///
-/// Zeroized on drop. Its `Debug` output shows no key bytes. Equality is
+/// Held in locked memory (never swapped out, left out of core dumps where
+/// the OS allows; see [`secure_memory_status`](crate::secure_memory_status))
+/// and zeroized on drop. Its `Debug` output shows no key bytes. Equality is
 /// constant time.
 ///
 /// ```
@@ -27,8 +30,7 @@ pub const KEY_LEN: usize = 32;
 /// assert_eq!(format!("{key:?}"), "Key([REDACTED])");
 /// # Ok::<(), secrets_manager_fernet::KeyError>(())
 /// ```
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct Key([u8; KEY_LEN]);
+pub struct Key(Locked<[u8; KEY_LEN]>);
 
 impl Key {
     /// A fresh random key from the operating system's CSPRNG.
@@ -40,9 +42,23 @@ impl Key {
     /// a predictable key.
     #[must_use]
     pub fn generate() -> Self {
-        let mut bytes = [0u8; KEY_LEN];
-        crate::os::fill_fresh(&mut bytes);
-        Self(bytes)
+        Self::fill_with(|bytes| crate::os::fill_fresh(bytes))
+    }
+
+    /// A key written in place by `fill`, straight into locked memory, so
+    /// the bytes never sit anywhere else: for example a PBKDF2 output.
+    ///
+    /// ```
+    /// use secrets_manager_fernet::Key;
+    ///
+    /// let key = Key::fill_with(|bytes| bytes.copy_from_slice(&[7; 32]));
+    /// assert_eq!(key.as_bytes(), &[7; 32]);
+    /// ```
+    #[must_use]
+    pub fn fill_with(fill: impl FnOnce(&mut [u8; KEY_LEN])) -> Self {
+        let mut key = Self(Locked::new([0u8; KEY_LEN]));
+        fill(&mut key.0);
+        key
     }
 
     /// Parses the text form: 44 characters of URL-safe base64 with padding,
@@ -66,15 +82,21 @@ impl Key {
         if len != KEY_LEN {
             return Err(KeyError::Length { len });
         }
-        let mut bytes = [0u8; KEY_LEN];
-        bytes.copy_from_slice(&buf[..KEY_LEN]);
-        Ok(Self(bytes))
+        Ok(Self::fill_with(|bytes| {
+            bytes.copy_from_slice(&buf[..KEY_LEN]);
+        }))
     }
 
-    /// Wraps raw key bytes (for example a PBKDF2 output).
+    /// Wraps raw key bytes. This function's copy of them is wiped; the
+    /// caller's are the caller's to wipe ([`fill_with`](Self::fill_with)
+    /// avoids the copies).
     #[must_use]
-    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        Self(bytes)
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        let mut bytes = Zeroizing::new(bytes);
+        Self::fill_with(|key| {
+            key.copy_from_slice(&bytes[..]);
+            bytes.zeroize();
+        })
     }
 
     /// The text form, in a buffer that is zeroized when dropped.
@@ -85,8 +107,13 @@ impl Key {
 
     /// The raw key bytes.
     #[must_use]
-    pub const fn as_bytes(&self) -> &[u8; KEY_LEN] {
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn locked_addr(&self) -> usize {
+        self.0.addr()
     }
 
     /// The signing key and the encryption key, 16 bytes each.
@@ -95,9 +122,25 @@ impl Key {
     }
 }
 
+impl Clone for Key {
+    /// Copies locked memory to locked memory, with no copy on the stack.
+    fn clone(&self) -> Self {
+        Self::fill_with(|bytes| bytes.copy_from_slice(self.as_bytes()))
+    }
+}
+
+impl Zeroize for Key {
+    fn zeroize(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// Wiped on drop: its locked memory is zeroed before it is reused.
+impl ZeroizeOnDrop for Key {}
+
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
+        self.0[..].ct_eq(&other.0[..]).into()
     }
 }
 
@@ -126,16 +169,40 @@ mod tests {
         let key = Key::generate();
         let text = key.to_base64();
         assert_eq!(Key::from_base64(text.as_str()).unwrap(), key);
-        // Missing padding, standard alphabet, whitespace: all rejected.
+        // Missing padding, whitespace: rejected.
         assert_eq!(Key::from_base64(&text[..43]), Err(KeyError::Encoding));
-        let std_alphabet = text.replace('-', "+").replace('_', "/");
-        if std_alphabet != *text {
-            assert_eq!(Key::from_base64(&std_alphabet), Err(KeyError::Encoding));
-        }
         assert_eq!(
             Key::from_base64(format!(" {}", &*text)),
             Err(KeyError::Encoding)
         );
+    }
+
+    #[test]
+    fn clones_are_equal_in_a_slot_of_their_own() {
+        let key = Key::generate();
+        let clone = key.clone();
+        assert_eq!(clone, key);
+        assert_ne!(clone.0.addr(), key.0.addr());
+        assert_ne!(Key::generate(), key);
+    }
+
+    #[test]
+    fn rejects_the_standard_alphabet() {
+        // 0xfb 0xff 0xbf encodes as "-_-_": a key whose text uses both
+        // URL-safe characters, so both substitutions below change it.
+        let bytes: [u8; KEY_LEN] = std::array::from_fn(|i| [0xfb, 0xff, 0xbf][i % 3]);
+        let key = Key::from_bytes(bytes);
+        let text = key.to_base64();
+        assert!(text.contains('-') && text.contains('_'), "{}", &*text);
+        assert_eq!(Key::from_base64(text.as_str()).unwrap(), key);
+        for std_form in [
+            text.replace('-', "+"),
+            text.replace('_', "/"),
+            text.replace('-', "+").replace('_', "/"),
+        ] {
+            assert_ne!(std_form, *text);
+            assert_eq!(Key::from_base64(&std_form), Err(KeyError::Encoding));
+        }
     }
 
     #[test]

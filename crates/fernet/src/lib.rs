@@ -7,11 +7,13 @@ mod key;
 mod mac;
 mod multi;
 mod os;
+mod secret;
 mod token;
 
 pub use crate::error::{EmptyKeyList, InvalidToken, KeyError};
 pub use crate::key::{KEY_LEN, Key};
 pub use crate::multi::MultiFernet;
+pub use crate::secret::{SecretBytes, SecureMemoryStatus, secure_memory_status};
 pub use crate::token::{Fernet, MAX_CLOCK_SKEW, UnverifiedToken, VerifiedToken};
 
 /// The current time in whole Unix seconds, as the codec reads it for

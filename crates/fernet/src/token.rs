@@ -16,12 +16,13 @@ use aes::cipher::{
     InnerIvInit, KeyInit,
 };
 use aes::{Aes128Dec, Aes128Enc};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::b64;
 use crate::error::InvalidToken;
 use crate::key::Key;
-use crate::mac::MacKey;
+use crate::mac::{MacKey, TAG_LEN};
+use crate::os::secure::Locked;
 
 type Block = GenericArray<u8, U16>;
 
@@ -30,7 +31,6 @@ pub(crate) const VERSION: u8 = 0x80;
 const BLOCK: usize = 16;
 /// Version, timestamp and IV.
 const HEADER_LEN: usize = 1 + 8 + BLOCK;
-const TAG_LEN: usize = 32;
 /// Smallest token: header, one ciphertext block, tag.
 const MIN_RAW_LEN: usize = HEADER_LEN + BLOCK + TAG_LEN;
 /// Python's `_MAX_CLOCK_SKEW`: with a TTL, tokens up to this far in the
@@ -41,7 +41,8 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// base64-encoded a few KiB at a time, so a large message is read once and
 /// the only heap allocation is the output.
 const CHUNK: usize = 4 * 1024;
-/// Messages up to this size are encrypted through a smaller buffer.
+/// Messages up to these sizes are encrypted through smaller buffers.
+const TINY_MSG: usize = 64;
 const SMALL_MSG: usize = 256;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -61,7 +62,9 @@ pub(crate) fn now() -> u64 {
 /// Encrypts and decrypts tokens under one key.
 ///
 /// Holds the key already expanded (AES round keys, HMAC inner and outer
-/// states), so a token costs no key setup. Cloning copies that state.
+/// states), so a token costs no key setup. That state lives in locked memory
+/// (see [`secure_memory_status`](crate::secure_memory_status)) and is wiped
+/// on drop. Cloning copies it into a new locked slot.
 ///
 /// ```
 /// use std::time::Duration;
@@ -80,11 +83,24 @@ pub(crate) fn now() -> u64 {
 /// assert!(f.decrypt_at_time(&token, ttl, 499_162_861).is_err());
 /// # Ok::<(), secrets_manager_fernet::InvalidToken>(())
 /// ```
-#[derive(Clone)]
 pub struct Fernet {
+    state: Locked<State>,
+}
+
+/// A key's expanded form.
+#[derive(Clone)]
+struct State {
     mac: MacKey,
     enc: Aes128Enc,
     dec: Aes128Dec,
+}
+
+impl Clone for Fernet {
+    fn clone(&self) -> Self {
+        let clone = self.clone_state();
+        crate::os::wipe_stack();
+        clone
+    }
 }
 
 impl fmt::Debug for Fernet {
@@ -97,11 +113,28 @@ impl Fernet {
     /// Expands `key` for use. The `Fernet` keeps no copy of the raw key.
     #[must_use]
     pub fn new(key: &Key) -> Self {
+        let fernet = Self::expand(key);
+        // The key schedules were computed on the stack, then moved.
+        crate::os::wipe_stack();
+        fernet
+    }
+
+    #[inline(never)]
+    fn expand(key: &Key) -> Self {
         let (signing, encryption) = key.halves();
         Self {
-            mac: MacKey::new(signing),
-            enc: Aes128Enc::new(GenericArray::from_slice(encryption)),
-            dec: Aes128Dec::new(GenericArray::from_slice(encryption)),
+            state: Locked::new(State {
+                mac: MacKey::new(signing),
+                enc: Aes128Enc::new(GenericArray::from_slice(encryption)),
+                dec: Aes128Dec::new(GenericArray::from_slice(encryption)),
+            }),
+        }
+    }
+
+    #[inline(never)]
+    fn clone_state(&self) -> Self {
+        Self {
+            state: self.state.clone(),
         }
     }
 
@@ -136,18 +169,17 @@ impl Fernet {
     }
 
     pub(crate) fn encrypt_from_parts(&self, msg: &[u8], timestamp: u64, iv: &[u8; 16]) -> String {
-        let ct_len = (msg.len() / BLOCK + 1) * BLOCK;
-        let mut out = b64::Output::with_len(ct_len.saturating_add(HEADER_LEN + TAG_LEN));
+        let mut token = String::new();
         // One backend call for the whole token: the AES backend's per-call
         // setup (broadcasting round keys on VAES) is paid once.
-        self.enc.encrypt_with_backend(EncryptJob {
-            mac: &self.mac,
+        self.state.enc.encrypt_with_backend(EncryptJob {
+            mac: &self.state.mac,
             msg,
             timestamp,
             iv,
-            out: &mut out,
+            token: &mut token,
         });
-        out.into_string()
+        token
     }
 
     /// Decrypts a token of any age.
@@ -209,9 +241,7 @@ impl Fernet {
 
     fn tag_matches(&self, raw: &[u8]) -> bool {
         let (signed, tag) = raw.split_at(raw.len() - TAG_LEN);
-        let mut mac = self.mac.start();
-        mac.update(signed);
-        mac.verify(tag)
+        self.state.mac.verify(signed, tag)
     }
 }
 
@@ -287,9 +317,7 @@ impl UnverifiedToken {
     #[must_use]
     #[inline]
     pub fn timestamp(&self) -> u64 {
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(&self.raw[1..9]);
-        u64::from_be_bytes(ts)
+        timestamp_of(&self.raw)
     }
 
     /// Python's time rule. With a `ttl`: rejects a token older than `ttl`
@@ -350,9 +378,7 @@ impl VerifiedToken<'_> {
     #[must_use]
     #[inline]
     pub fn timestamp(&self) -> u64 {
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(&self.raw[1..9]);
-        u64::from_be_bytes(ts)
+        timestamp_of(&self.raw)
     }
 
     /// Decrypts in place and returns the message, reusing the decoded
@@ -371,13 +397,13 @@ impl VerifiedToken<'_> {
         let iv = Block::clone_from_slice(&raw[9..HEADER_LEN]);
         // All blocks in parallel, in place.
         let (blocks, _) = InOutBuf::from(&mut raw[HEADER_LEN..end]).into_chunks::<U16>();
-        cbc::Decryptor::<&Aes128Dec>::inner_iv_init(&self.fernet.dec, &iv)
+        cbc::Decryptor::<&Aes128Dec>::inner_iv_init(&self.fernet.state.dec, &iv)
             .decrypt_blocks_inout_mut(blocks);
         let Some(pad) = padding_len(&raw[end - BLOCK..end]) else {
             // Restore the ciphertext: CBC encryption is the exact inverse
             // (rare path: only reachable with a valid HMAC).
             let (blocks, _) = InOutBuf::from(&mut raw[HEADER_LEN..end]).into_chunks::<U16>();
-            cbc::Encryptor::<&Aes128Enc>::inner_iv_init(&self.fernet.enc, &iv)
+            cbc::Encryptor::<&Aes128Enc>::inner_iv_init(&self.fernet.state.enc, &iv)
                 .encrypt_blocks_inout_mut(blocks);
             return Err(UnverifiedToken { raw });
         };
@@ -394,7 +420,7 @@ struct EncryptJob<'a> {
     msg: &'a [u8],
     timestamp: u64,
     iv: &'a [u8; 16],
-    out: &'a mut b64::Output,
+    token: &'a mut String,
 }
 
 impl BlockSizeUser for EncryptJob<'_> {
@@ -405,7 +431,9 @@ impl BlockClosure for EncryptJob<'_> {
     fn call<B: BlockBackend<BlockSize = U16>>(self, aes: &mut B) {
         // Small messages get a small scratch buffer: zeroing a large one
         // would cost more than the rest of a small token.
-        if self.msg.len() <= SMALL_MSG {
+        if self.msg.len() <= TINY_MSG {
+            self.run::<{ TINY_MSG + 2 * BLOCK + HEADER_LEN + TAG_LEN }, B>(aes);
+        } else if self.msg.len() <= SMALL_MSG {
             self.run::<{ SMALL_MSG + 2 * BLOCK + HEADER_LEN + TAG_LEN }, B>(aes);
         } else {
             self.run::<{ CHUNK + 2 * BLOCK + TAG_LEN }, B>(aes);
@@ -417,8 +445,11 @@ impl EncryptJob<'_> {
     /// Streams the token through an `N`-byte stack buffer: ciphertext is
     /// written there, MACed, and base64-encoded straight into the output, so
     /// the message is read once and the output is the only allocation.
-    /// Only public bytes stay in the buffer: header, ciphertext, tag.
+    /// Only public bytes stay in the buffer: header, ciphertext, tag. A
+    /// token that fits the buffer is encoded in one go at the end.
     fn run<const N: usize, B: BlockBackend<BlockSize = U16>>(self, aes: &mut B) {
+        // Created at the first flush, for tokens larger than the buffer.
+        let mut out: Option<b64::Output> = None;
         let mut mac = self.mac.start();
         let mut buf = [0u8; N];
         buf[0] = VERSION;
@@ -448,21 +479,40 @@ impl EncryptJob<'_> {
             fill = if blocks.is_empty() {
                 end
             } else {
-                self.out.push_groups(&mut buf, end)
+                let ct_len = (self.msg.len() / BLOCK + 1) * BLOCK;
+                out.get_or_insert_with(|| b64::Output::with_len(HEADER_LEN + ct_len + TAG_LEN))
+                    .push_groups(&mut buf, end)
             };
         }
 
         // Last block: the remaining bytes and PKCS#7 padding (1 to 16 bytes).
-        let mut last = Zeroizing::new([(BLOCK - tail.len()) as u8; BLOCK]);
+        let mut last = [(BLOCK - tail.len()) as u8; BLOCK];
         last[..tail.len()].copy_from_slice(tail);
         let c = cbc_encrypt_block(aes, &last, &prev);
+        // It held message bytes. (A slice is wiped in one go; a
+        // `Zeroizing` array byte by byte.)
+        last[..].zeroize();
         buf[fill..fill + BLOCK].copy_from_slice(&c);
         mac.update(&c);
         fill += BLOCK;
         buf[fill..fill + TAG_LEN].copy_from_slice(&mac.finalize());
         fill += TAG_LEN;
-        self.out.push_last(&buf[..fill]);
+        *self.token = match out {
+            Some(mut out) => {
+                out.push_last(&buf[..fill]);
+                out.into_string()
+            }
+            // Nothing written past `fill`: the rest of the buffer is zeros.
+            None => b64::encode_zero_extended(&buf, fill),
+        };
     }
+}
+
+/// The timestamp field of a decoded token (checked to be long enough).
+fn timestamp_of(raw: &[u8]) -> u64 {
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&raw[1..9]);
+    u64::from_be_bytes(ts)
 }
 
 /// `E(p ⊕ prev)`.
@@ -481,15 +531,19 @@ fn cbc_encrypt_block<B: BlockBackend<BlockSize = U16>>(
 }
 
 /// The PKCS#7 padding length of the last plaintext block, or `None` if the
-/// padding is malformed. Checked without early exit.
+/// padding is malformed. Word-wide, without a loop. (Its timing is no
+/// oracle: it runs only on tokens whose HMAC verified, which only a key
+/// holder can make.)
 fn padding_len(last: &[u8]) -> Option<usize> {
-    let pad = last[BLOCK - 1];
-    let mut bad = u8::from(pad == 0) | u8::from(usize::from(pad) > BLOCK);
-    for i in 1..BLOCK {
-        let in_pad = u8::from(i < usize::from(pad));
-        bad |= in_pad & u8::from(last[BLOCK - 1 - i] != pad);
-    }
-    (bad == 0).then_some(usize::from(pad))
+    let mut block = [0u8; BLOCK];
+    block.copy_from_slice(last);
+    let pad = block[BLOCK - 1];
+    // Bytes equal to `pad` become zero; the last `pad` bytes (the low
+    // ones, read big-endian) must all be.
+    let diff = u128::from_be_bytes(block) ^ u128::from_be_bytes([pad; BLOCK]);
+    let n = u32::from(pad).clamp(1, BLOCK as u32);
+    let in_pad = u128::MAX >> (128 - 8 * n);
+    (pad != 0 && usize::from(pad) <= BLOCK && diff & in_pad == 0).then_some(usize::from(pad))
 }
 
 #[cfg(test)]
@@ -501,8 +555,117 @@ mod tests {
         fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
         zeroized_on_drop::<Aes128Enc>();
         zeroized_on_drop::<Aes128Dec>();
-        zeroized_on_drop::<MacKey>();
+        // `HmacCore` carries no marker, but its two SHA-256 states (and the
+        // block buffer of a tag in progress) wipe themselves.
+        zeroized_on_drop::<sha2::block_api::Sha256VarCore>();
+        zeroized_on_drop::<hmac::digest::block_api::Buffer<hmac::block_api::HmacCore<sha2::Sha256>>>(
+        );
         zeroized_on_drop::<Key>();
+    }
+
+    /// The Fernet spec's `generate.json` case.
+    #[test]
+    fn spec_generate_vector() {
+        let key = Key::from_base64("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=").unwrap();
+        let iv: [u8; 16] = std::array::from_fn(|i| i as u8);
+        let token = Fernet::new(&key).encrypt_from_parts(b"hello", 499_162_800, &iv);
+        assert_eq!(
+            token,
+            "gAAAAAAdwJ6wAAECAwQFBgcICQoLDA0ODy021cpGVWKZ_eEwCGM4BLLF_5CV9dOPmrhuVUPgJobwOz7JcbmrR64jVmpU4IwqDA=="
+        );
+    }
+
+    /// The token as the spec defines it, from the primitives directly: each
+    /// step separately, with a whole-buffer allocation at each.
+    fn reference_token(key: &[u8; 32], msg: &[u8], ts: u64, iv: &[u8; 16]) -> String {
+        use aes::cipher::KeyIvInit as _;
+        use aes::cipher::block_padding::Pkcs7;
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let ct = cbc::Encryptor::<aes::Aes128>::new(key[16..].into(), iv.into())
+            .encrypt_padded_vec_mut::<Pkcs7>(msg);
+        let mut raw = vec![VERSION];
+        raw.extend_from_slice(&ts.to_be_bytes());
+        raw.extend_from_slice(iv);
+        raw.extend_from_slice(&ct);
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&key[..16]).unwrap();
+        mac.update(&raw);
+        raw.extend_from_slice(&mac.finalize().into_bytes());
+        base64::engine::general_purpose::URL_SAFE.encode(raw)
+    }
+
+    #[test]
+    fn encryption_matches_the_reference_for_every_length() {
+        let key_bytes: [u8; 32] = std::array::from_fn(|i| (i * 7 + 3) as u8);
+        let f = Fernet::new(&Key::from_bytes(key_bytes));
+        let iv: [u8; 16] = std::array::from_fn(|i| (i * 13 + 1) as u8);
+        let lengths = (0..=300).chain([
+            SMALL_MSG - 1,
+            SMALL_MSG,
+            SMALL_MSG + 1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            3 * CHUNK + 17,
+            100_000,
+        ]);
+        for len in lengths {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let ts = 1_700_000_000 + len as u64;
+            let token = f.encrypt_from_parts(&msg, ts, &iv);
+            assert_eq!(
+                token,
+                reference_token(&key_bytes, &msg, ts, &iv),
+                "len {len}"
+            );
+            assert_eq!(&*f.decrypt(&token).unwrap(), &msg[..], "len {len}");
+        }
+    }
+
+    #[test]
+    fn padding_is_checked_exactly() {
+        let naive = |last: &[u8]| {
+            let pad = usize::from(last[BLOCK - 1]);
+            ((1..=BLOCK).contains(&pad)
+                && last[BLOCK - pad..].iter().all(|&b| usize::from(b) == pad))
+            .then_some(pad)
+        };
+        for pad in 0..=255u8 {
+            for fill in [0u8, 1, 2, 15, 16, 17, 0xff] {
+                for len in 0..=BLOCK {
+                    // `len` trailing bytes of `pad` after bytes of `fill`.
+                    let mut last = [fill; BLOCK];
+                    last[BLOCK - len..].fill(pad);
+                    assert_eq!(padding_len(&last), naive(&last), "{last:?}");
+                    // And one stray byte inside the padding.
+                    if len > 1 {
+                        last[BLOCK - len] ^= 0x40;
+                        assert_eq!(padding_len(&last), naive(&last), "{last:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(padding_len(&[16; 16]), Some(16));
+        assert_eq!(padding_len(&[1; 16]), Some(1));
+        assert_eq!(padding_len(&[0; 16]), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn keys_and_expanded_state_live_in_locked_memory() {
+        use crate::os::proc_maps::smaps_of;
+        let key = Key::generate();
+        let f = Fernet::new(&key);
+        let clone = f.clone();
+        for addr in [key.locked_addr(), f.state.addr(), clone.state.addr()] {
+            let (flags, locked_kb) = smaps_of(addr);
+            assert!(
+                flags.iter().any(|f| f == "lo") && locked_kb > 0,
+                "{flags:?}"
+            );
+            assert!(flags.iter().any(|f| f == "dd"), "{flags:?}");
+        }
     }
 
     #[test]

@@ -30,7 +30,8 @@ fn ivs(f: &Fernet, n: usize) -> Vec<[u8; 16]> {
 #[cfg(unix)]
 fn main() {
     let f = Fernet::new(&Key::generate());
-    // Fill this thread's IV buffer before forking, so the child inherits it.
+    // Seed this thread's IV generator before forking, so the child inherits
+    // it.
     let before = ivs(&f, 1);
 
     let mut fds = [0i32; 2];

@@ -22,17 +22,20 @@
 //! assert!(!salt.matches_hash(&"0".repeat(64)));
 //! ```
 //!
-//! The derivation is RFC 8018 PBKDF2 with HMAC-SHA256, written on the
-//! SHA-256 compression function: the password's HMAC pad states are computed
-//! once, and each iteration is exactly two compressions of fixed-layout
-//! blocks, with nothing allocated or copied per iteration.
+//! The derivation is RFC 8018 PBKDF2 with HMAC-SHA256 from the RustCrypto
+//! `hmac` crate, driven at the block level: the password's HMAC pad states
+//! are computed once, and each iteration copies them and finalises one
+//! 32-byte message from a single reused block buffer (two compressions),
+//! with nothing allocated per iteration.
 
 mod error;
 mod pbkdf2;
 mod salt;
 
 pub use crate::error::KdfError;
-pub use crate::pbkdf2::{DEFAULT_ITERATIONS, KEY_LEN, derive_key, pbkdf2_hmac_sha256};
+pub use crate::pbkdf2::{
+    DEFAULT_ITERATIONS, KEY_LEN, derive_key, derive_key_into, pbkdf2_hmac_sha256,
+};
 pub use crate::salt::Salt;
 /// Re-exported: derived keys are returned in [`Zeroizing`](zeroize::Zeroizing) buffers.
 pub use zeroize;

@@ -1,10 +1,13 @@
-//! PBKDF2-HMAC-SHA256 (RFC 8018 §5.2) on the SHA-256 compression function.
+//! PBKDF2-HMAC-SHA256 (RFC 8018 §5.2) on the RustCrypto `hmac` crate.
 
 use std::num::NonZeroU32;
 
-use sha2::block_api::compress256;
-use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, Zeroizing};
+use hmac::KeyInit as _;
+use hmac::block_api::HmacCore;
+use hmac::digest::Output;
+use hmac::digest::block_api::{Buffer, FixedOutputCore as _, UpdateCore as _};
+use sha2::Sha256;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::salt::Salt;
 
@@ -13,24 +16,16 @@ pub const DEFAULT_ITERATIONS: NonZeroU32 = NonZeroU32::MIN.saturating_add(99_999
 /// Length of a derived key: one Fernet key.
 pub const KEY_LEN: usize = 32;
 
-const BLOCK: usize = 64;
-const H0: [u32; 8] = [
-    0x6a09_e667,
-    0xbb67_ae85,
-    0x3c6e_f372,
-    0xa54f_f53a,
-    0x510e_527f,
-    0x9b05_688c,
-    0x1f83_d9ab,
-    0x5be0_cd19,
-];
-/// Bit length of (one pad block ‖ a 32-byte digest): every iteration's input.
-const ITER_BITS: u64 = ((BLOCK + 32) * 8) as u64;
+/// HMAC-SHA256 at the block level: the keyed state is cloned per HMAC and
+/// fed from one reused block buffer.
+type Prf = HmacCore<Sha256>;
 
 /// Derives a 32-byte key: PBKDF2-HMAC-SHA256(password, salt, iterations).
 ///
 /// This is the Python package's derivation; the result is the raw Fernet key
-/// (signing key ‖ encryption key).
+/// (signing key ‖ encryption key). To keep the key in locked memory, derive
+/// it in place with [`derive_key_into`] instead, for example into
+/// `secrets_manager_fernet::Key::fill_with`.
 #[must_use]
 pub fn derive_key(
     password: &[u8],
@@ -38,126 +33,89 @@ pub fn derive_key(
     iterations: NonZeroU32,
 ) -> Zeroizing<[u8; KEY_LEN]> {
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    pbkdf2_hmac_sha256(password, salt.as_bytes(), iterations, &mut out[..]);
+    derive_key_into(password, salt, iterations, &mut out);
     out
 }
 
-/// PBKDF2-HMAC-SHA256 into `out`, of any length (blocks of 32 bytes are
-/// numbered from 1 as the RFC says).
+/// [`derive_key`] written into `out`, such as a key's locked memory; no
+/// other copy of the key is made.
+///
+/// ```
+/// use secrets_manager_kdf::{DEFAULT_ITERATIONS, KEY_LEN, Salt, derive_key, derive_key_into};
+///
+/// let salt = Salt::from("random-salt-value");
+/// let mut key = [0u8; KEY_LEN]; // e.g. inside `Key::fill_with(|key| ...)`
+/// derive_key_into(b"password", &salt, DEFAULT_ITERATIONS, &mut key);
+/// assert_eq!(key, *derive_key(b"password", &salt, DEFAULT_ITERATIONS));
+/// ```
+pub fn derive_key_into(
+    password: &[u8],
+    salt: &Salt,
+    iterations: NonZeroU32,
+    out: &mut [u8; KEY_LEN],
+) {
+    f(&keyed(password), salt.as_bytes(), 1, iterations, out);
+}
+
+/// PBKDF2-HMAC-SHA256 into `out` (blocks of 32 bytes are numbered from 1
+/// as the RFC says).
+///
+/// # Panics
+///
+/// If `out` is longer than RFC 8018 allows, (2^32 - 1) × 32 bytes (nearly
+/// 128 GiB): block numbers are 32-bit.
 pub fn pbkdf2_hmac_sha256(password: &[u8], salt: &[u8], iterations: NonZeroU32, out: &mut [u8]) {
-    let keyed = PadStates::new(password);
-    for (i, chunk) in out.chunks_mut(32).enumerate() {
-        // Block indices are u32 in the RFC; `out` would have to exceed
-        // 128 GiB to overflow one.
-        let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        let block = keyed.block(salt, index, iterations);
-        chunk.copy_from_slice(&block[..chunk.len()]);
-    }
-}
-
-/// HMAC-SHA256 inner and outer states for one password.
-struct PadStates {
-    inner: [u32; 8],
-    outer: [u32; 8],
-}
-
-impl Drop for PadStates {
-    fn drop(&mut self) {
-        self.inner.zeroize();
-        self.outer.zeroize();
-    }
-}
-
-impl PadStates {
-    fn new(password: &[u8]) -> Self {
-        // Keys longer than a block are hashed first (RFC 2104).
-        let mut key = Zeroizing::new([0u8; BLOCK]);
-        if password.len() > BLOCK {
-            let mut digest = Sha256::digest(password);
-            key[..32].copy_from_slice(&digest);
-            digest.zeroize();
+    assert!(
+        out.len().div_ceil(32) <= u32::MAX as usize,
+        "PBKDF2 output longer than (2^32 - 1) blocks"
+    );
+    // The password's pad states are computed once; every HMAC below starts
+    // from a copy of them.
+    let keyed = keyed(password);
+    for (chunk, index) in out.chunks_mut(32).zip(1..=u32::MAX) {
+        if let Ok(block) = <&mut [u8; 32]>::try_from(&mut *chunk) {
+            f(&keyed, salt, index, iterations, block);
         } else {
-            key[..password.len()].copy_from_slice(password);
+            // A last, partial block.
+            let mut last = Zeroizing::new([0u8; 32]);
+            f(&keyed, salt, index, iterations, &mut last);
+            let n = chunk.len();
+            chunk.copy_from_slice(&last[..n]);
         }
-        let mut ipad = Zeroizing::new([0x36u8; BLOCK]);
-        let mut opad = Zeroizing::new([0x5cu8; BLOCK]);
-        for ((i, o), k) in ipad.iter_mut().zip(opad.iter_mut()).zip(key.iter()) {
-            *i ^= k;
-            *o ^= k;
-        }
-        let (mut inner, mut outer) = (H0, H0);
-        compress256(&mut inner, &[*ipad]);
-        compress256(&mut outer, &[*opad]);
-        Self { inner, outer }
-    }
-
-    /// `T_i = U_1 ⊕ … ⊕ U_c`, with `U_1 = HMAC(P, S ‖ INT(i))` and
-    /// `U_j = HMAC(P, U_{j-1})`.
-    fn block(&self, salt: &[u8], index: u32, iterations: NonZeroU32) -> Zeroizing<[u8; 32]> {
-        // U_1 over a message of any length, the only irregular one.
-        let mut state = self.inner;
-        let msg_len = salt.len() + 4;
-        let mut tail = Zeroizing::new(Vec::with_capacity(msg_len + 72));
-        tail.extend_from_slice(salt);
-        tail.extend_from_slice(&index.to_be_bytes());
-        let bits = ((BLOCK + msg_len) as u64).wrapping_mul(8);
-        tail.push(0x80);
-        while (tail.len() + 8) % BLOCK != 0 {
-            tail.push(0);
-        }
-        tail.extend_from_slice(&bits.to_be_bytes());
-        let (blocks, _) = tail.as_chunks::<BLOCK>();
-        compress256(&mut state, blocks);
-        let mut u = Zeroizing::new([0u32; 8]);
-        *u = self.outer_of(&state);
-
-        let mut t = Zeroizing::new(*u);
-        // Every further U is the HMAC of a 32-byte message: one fixed-layout
-        // block for the inner hash and one for the outer. Only the first
-        // eight words of each block change.
-        let mut block = Zeroizing::new(fixed_layout_block());
-        for _ in 1..iterations.get() {
-            write_words(&mut block, &u);
-            let mut inner = self.inner;
-            compress256(&mut inner, &[*block]);
-            write_words(&mut block, &inner);
-            let mut outer = self.outer;
-            compress256(&mut outer, &[*block]);
-            *u = outer;
-            for (t, u) in t.iter_mut().zip(u.iter()) {
-                *t ^= u;
-            }
-        }
-        let mut out = Zeroizing::new([0u8; 32]);
-        for (chunk, word) in out.chunks_exact_mut(4).zip(t.iter()) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        out
-    }
-
-    /// The outer hash of an inner state: HMAC's final step.
-    fn outer_of(&self, inner: &[u32; 8]) -> [u32; 8] {
-        let mut block = Zeroizing::new(fixed_layout_block());
-        write_words(&mut block, inner);
-        let mut outer = self.outer;
-        compress256(&mut outer, &[*block]);
-        outer
     }
 }
 
-/// A block holding a 32-byte message after a pad block: the message slot,
-/// `0x80`, zeros, and the bit length of pad block ‖ message.
-fn fixed_layout_block() -> [u8; BLOCK] {
-    let mut block = [0u8; BLOCK];
-    block[32] = 0x80;
-    block[BLOCK - 8..].copy_from_slice(&ITER_BITS.to_be_bytes());
-    block
+/// HMAC keyed with `password`, of any length (RFC 2104: hashed first when
+/// longer than a block).
+fn keyed(password: &[u8]) -> Prf {
+    #[allow(clippy::expect_used)]
+    Prf::new_from_slice(password).expect("HMAC takes keys of any length") // ok: `new_from_slice` never fails for HMAC
 }
 
-fn write_words(block: &mut [u8; BLOCK], words: &[u32; 8]) {
-    for (chunk, word) in block[..32].chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&word.to_be_bytes());
+/// `T_i = U_1 ⊕ … ⊕ U_c`, with `U_1 = HMAC(P, S ‖ INT(i))` and
+/// `U_j = HMAC(P, U_{j-1})`, accumulated in `t`.
+fn f(keyed: &Prf, salt: &[u8], index: u32, iterations: NonZeroU32, t: &mut [u8; 32]) {
+    // One block buffer for every HMAC: each finalisation leaves it empty,
+    // and it is wiped when dropped.
+    let mut buf = Buffer::<Prf>::default();
+    let mut u = Output::<Prf>::default();
+    let mut prf = keyed.clone();
+    buf.digest_blocks(salt, |blocks| prf.update_blocks(blocks));
+    buf.digest_blocks(&index.to_be_bytes(), |blocks| prf.update_blocks(blocks));
+    prf.finalize_fixed_core(&mut buf, &mut u);
+
+    t.copy_from_slice(&u);
+    for _ in 1..iterations.get() {
+        // U is 32 bytes: it fits the empty buffer, so nothing is compressed
+        // until the finalisation (one block inner, one block outer).
+        let mut prf = keyed.clone();
+        buf.digest_blocks(&u, |blocks| prf.update_blocks(blocks));
+        prf.finalize_fixed_core(&mut buf, &mut u);
+        for (t, u) in t.iter_mut().zip(u.iter()) {
+            *t ^= u;
+        }
     }
+    u.zeroize();
 }
 
 #[cfg(test)]

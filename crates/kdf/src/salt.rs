@@ -7,6 +7,7 @@ use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::KdfError;
@@ -25,10 +26,19 @@ const GENERATED_LEN: usize = 16;
 ///
 /// Python's base64 decoder also skips characters outside the alphabet; such
 /// a string is taken here as UTF-8 instead, so a salt is never silently
-/// truncated. Salts are not secret, but they are zeroized on drop and their
-/// `Debug` shows only their length, so they never reach a log.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+/// truncated. Salts are not secret, but they are zeroized on drop, compare
+/// in constant time (`subtle`), and their `Debug` shows only their length,
+/// so they never reach a log.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct Salt(Vec<u8>);
+
+impl PartialEq for Salt {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for Salt {}
 
 impl Salt {
     /// Wraps raw bytes.
@@ -95,11 +105,7 @@ impl Salt {
             return false;
         };
         let actual = Sha256::digest(&self.0);
-        let diff = actual
-            .iter()
-            .zip(expected.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(diff) == 0
+        actual.as_slice().ct_eq(&expected[..]).into()
     }
 
     /// URL-safe base64 with padding: how the Python package stores salts.
@@ -281,6 +287,14 @@ mod tests {
     }
 
     #[test]
+    fn equality_is_by_bytes() {
+        assert_eq!(Salt::from(b"salt"), Salt::from("c2FsdA=="));
+        assert_ne!(Salt::from(b"salt"), Salt::from(b"salu"));
+        assert_ne!(Salt::from(b"salt"), Salt::from(b"sal"));
+        assert_eq!(Salt::from(b""), Salt::from(""));
+    }
+
+    #[test]
     fn bytes_are_taken_as_they_are() {
         assert_eq!(Salt::from(b"73616c74").as_bytes(), b"73616c74");
         assert_eq!(Salt::from(&b"c2FsdA=="[..]).as_bytes(), b"c2FsdA==");
@@ -299,6 +313,13 @@ mod tests {
         assert!(salt.matches_hash(&hash));
         assert!(salt.matches_hash(&hash.to_uppercase()));
         assert!(!Salt::from(b"other").matches_hash(&hash));
+        // Any single differing bit, in any byte, is a mismatch.
+        let digest = Sha256::digest(b"my-salt");
+        for i in 0..32 {
+            let mut other = digest;
+            other[i] ^= 1;
+            assert!(!salt.matches_hash(&to_hex(&other)), "byte {i}");
+        }
         assert!(!salt.matches_hash(&hash[..63]));
         assert!(!salt.matches_hash("not hex"));
         assert_eq!(
