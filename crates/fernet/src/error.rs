@@ -9,6 +9,7 @@ use std::fmt;
 /// future timestamp, a wrong key, a forged or corrupted tag and bad padding
 /// all look the same, so a caller cannot be turned into an oracle.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_structs)] // opaque on purpose: it will never carry a field
 pub struct InvalidToken;
 
 impl fmt::Display for InvalidToken {
@@ -40,4 +41,5 @@ pub enum KeyError {
 /// [`MultiFernet::new`](crate::MultiFernet::new) was given no keys.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, thiserror::Error)]
 #[error("MultiFernet requires at least one key")]
+#[allow(clippy::exhaustive_structs)] // a unit error: there is nothing more to say
 pub struct EmptyKeyList;

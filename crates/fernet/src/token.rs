@@ -486,6 +486,8 @@ impl EncryptJob<'_> {
         }
 
         // Last block: the remaining bytes and PKCS#7 padding (1 to 16 bytes).
+        // 1 to 16: `tail` is shorter than a block.
+        #[allow(clippy::cast_possible_truncation)]
         let mut last = [(BLOCK - tail.len()) as u8; BLOCK];
         last[..tail.len()].copy_from_slice(tail);
         let c = cbc_encrypt_block(aes, &last, &prev);
@@ -541,12 +543,14 @@ fn padding_len(last: &[u8]) -> Option<usize> {
     // Bytes equal to `pad` become zero; the last `pad` bytes (the low
     // ones, read big-endian) must all be.
     let diff = u128::from_be_bytes(block) ^ u128::from_be_bytes([pad; BLOCK]);
-    let n = u32::from(pad).clamp(1, BLOCK as u32);
+    let n = u32::from(pad).clamp(1, 16);
     let in_pad = u128::MAX >> (128 - 8 * n);
     (pad != 0 && usize::from(pad) <= BLOCK && diff & in_pad == 0).then_some(usize::from(pad))
 }
 
 #[cfg(test)]
+// Test data generators wrap numbers into bytes on purpose.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -119,6 +119,8 @@ fn f(keyed: &Prf, salt: &[u8], index: u32, iterations: NonZeroU32, t: &mut [u8; 
 }
 
 #[cfg(test)]
+// Test data generators wrap numbers into bytes on purpose.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

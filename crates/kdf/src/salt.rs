@@ -260,6 +260,8 @@ impl From<&String> for Salt {
 }
 
 #[cfg(test)]
+// Test data generators wrap numbers into bytes on purpose.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

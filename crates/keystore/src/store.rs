@@ -17,7 +17,7 @@ use std::time::Instant;
 use arc_swap::{ArcSwap, Guard};
 use secrecy::ExposeSecret;
 use secrets_manager_fernet::{Fernet, Key};
-use secrets_manager_kdf::{Salt, derive_key};
+use secrets_manager_kdf::{Salt, derive_key_into};
 
 use crate::error::KeystoreError;
 use crate::ring::{Entry, Ring};
@@ -203,8 +203,13 @@ impl KeyStore {
                     }
                 }
                 let started = Instant::now();
-                let raw = derive_key(password.expose_secret().as_bytes(), salt, *iterations);
-                let fernet = Fernet::new(&Key::from_bytes(*raw));
+                // Derived straight into locked memory: no copy of the key
+                // ever sits in pageable memory.
+                let key = Key::fill_with(|out| {
+                    derive_key_into(password.expose_secret().as_bytes(), salt, *iterations, out);
+                });
+                let fernet = Fernet::new(&key);
+                warn_once_if_memory_unlocked();
                 tracing::debug!(
                     version = %entry.name,
                     iterations = iterations.get(),
@@ -300,6 +305,22 @@ fn check_salt(
         }
     }
     Ok(())
+}
+
+/// Logs once per process if keys could not be locked in memory (a low
+/// `RLIMIT_MEMLOCK`): keys still work, only the protection is weaker.
+fn warn_once_if_memory_unlocked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let status = secrets_manager_fernet::secure_memory_status();
+    if status.unlocked_bytes > 0 {
+        ONCE.call_once(|| {
+            tracing::warn!(
+                unlocked_bytes = status.unlocked_bytes,
+                os_error = status.lock_error,
+                "key material could not be locked in memory (raise RLIMIT_MEMLOCK); keys work, but may be swapped out"
+            );
+        });
+    }
 }
 
 #[cfg(test)]
