@@ -129,4 +129,8 @@ pub(crate) enum Command {
     },
     /// Print a random Fernet key.
     Keygen,
+    /// Tokens at rest in a database column (sqlite:PATH, postgres://...):
+    /// count what each version protects, re-encrypt under the active one.
+    #[command(subcommand)]
+    Db(crate::db::DbCommand),
 }

@@ -7,6 +7,7 @@
 
 mod args;
 mod crypt;
+mod db;
 mod keyring;
 mod manage;
 mod report;
@@ -157,6 +158,7 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
         Command::Rewrap => crypt::rewrap(cli),
         Command::Status => report::status(cli, out),
         Command::Verify { update_checksum } => report::verify(cli, *update_checksum, out),
+        Command::Db(command) => db::run(cli, command, out),
         Command::Keygen => {
             out.extend_from_slice(Key::generate().to_base64().as_bytes());
             out.push(b'\n');
