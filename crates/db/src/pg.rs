@@ -242,13 +242,15 @@ impl Backend for Postgres {
 
     fn page(&mut self, column: &Column, after: Option<&Key>, limit: usize) -> Result<Vec<Row>> {
         let (k, ty) = self.keyed(column)?;
+        // Qualified: a bare `ORDER BY "id"` would sort by the text output
+        // column of that name.
         let cond = if after.is_some() {
-            format!("{k} > $2::text::{ty}")
+            format!("src.{k} > $2::text::{ty}")
         } else {
-            format!("{k} IS NOT NULL AND $2::text IS NULL")
+            format!("src.{k} IS NOT NULL AND $2::text IS NULL")
         };
         let sql = format!(
-            "SELECT {k}::text, {c}::text FROM {t} WHERE {cond} ORDER BY {k} LIMIT $1",
+            "SELECT src.{k}::text, src.{c}::text FROM {t} AS src WHERE {cond} ORDER BY src.{k} LIMIT $1",
             c = column.column.quoted(),
             t = column.table.quoted(),
         );
@@ -277,7 +279,7 @@ impl Backend for Postgres {
     fn fetch(&mut self, column: &Column, keys: &[Key]) -> Result<Vec<Row>> {
         let (k, ty) = self.keyed(column)?;
         let sql = format!(
-            "SELECT {k}::text, {c}::text FROM {t} WHERE {k} = ANY($1::text[]::{ty}[])",
+            "SELECT src.{k}::text, src.{c}::text FROM {t} AS src WHERE src.{k} = ANY($1::text[]::{ty}[])",
             c = column.column.quoted(),
             t = column.table.quoted(),
         );

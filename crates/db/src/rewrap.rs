@@ -21,7 +21,7 @@ use secrets_manager::{Identified, SecretsManager, TokenIdentifier, Version};
 use serde::Serialize;
 
 use crate::Progress;
-use crate::database::{Cell, Database, Key, Row, Update};
+use crate::database::{Backend, Cell, Database, Key, Row, Update};
 use crate::error::{DbError, Result};
 use crate::target::{Column, Split, ValueFormat, split};
 
@@ -360,7 +360,16 @@ pub fn rewrap(
         active: identifier.active_version(),
         column,
     };
-    let backend = db.backend();
+    run(&planner, db.backend(), options, progress)
+}
+
+fn run(
+    planner: &Planner<'_>,
+    backend: &mut dyn Backend,
+    options: RewrapOptions,
+    progress: &dyn Progress,
+) -> Result<RewrapReport> {
+    let column = planner.column;
     backend.check(column)?;
     progress.start(backend.count(column)?);
 
@@ -456,4 +465,121 @@ pub fn rewrap(
         progress.advance(page_len);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::database::CellRef;
+    use crate::sqlite::Sqlite;
+    use secrets_manager::SecretsConfig;
+    use secrets_manager::fernet::{Fernet, Key as FernetKey};
+
+    /// A backend where an "application" changes row 2 between the
+    /// rewrap's read and its write, once.
+    struct Meddler {
+        inner: Sqlite,
+        app: rusqlite::Connection,
+        value: String,
+        done: bool,
+    }
+
+    impl Backend for Meddler {
+        fn check(&mut self, c: &Column) -> Result<()> {
+            self.inner.check(c)
+        }
+        fn count(&mut self, c: &Column) -> Result<u64> {
+            self.inner.count(c)
+        }
+        fn scan(
+            &mut self,
+            c: &Column,
+            each: &mut dyn FnMut(Option<Key>, CellRef<'_>) -> Result<()>,
+        ) -> Result<()> {
+            self.inner.scan(c, each)
+        }
+        fn page(&mut self, c: &Column, after: Option<&Key>, limit: usize) -> Result<Vec<Row>> {
+            self.inner.page(c, after, limit)
+        }
+        fn fetch(&mut self, c: &Column, keys: &[Key]) -> Result<Vec<Row>> {
+            self.inner.fetch(c, keys)
+        }
+        fn write(&mut self, c: &Column, updates: &[Update]) -> Result<Vec<bool>> {
+            if !self.done {
+                self.done = true;
+                self.app
+                    .execute("UPDATE t SET v = ?1 WHERE id = 2", [&self.value])
+                    .unwrap();
+            }
+            self.inner.write(c, updates)
+        }
+    }
+
+    #[test]
+    fn a_row_changed_between_read_and_write_is_not_overwritten_but_revisited() {
+        let (k1, k2) = (FernetKey::generate(), FernetKey::generate());
+        let manager = SecretsManager::new(
+            SecretsConfig::builder()
+                .fernet_key("v1", k1.to_base64().as_str())
+                .fernet_key("v2", k2.to_base64().as_str())
+                .active_version("v2")
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        let old = Fernet::new(&k1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let app = rusqlite::Connection::open(&path).unwrap();
+        app.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+            .unwrap();
+        for (id, text) in [(1, "one"), (2, "two"), (3, "three")] {
+            app.execute(
+                "INSERT INTO t VALUES (?1, ?2)",
+                rusqlite::params![id, old.encrypt(text.as_bytes())],
+            )
+            .unwrap();
+        }
+        // The application writes a value of its own, under the old key.
+        let mut backend = Meddler {
+            inner: Sqlite::open(path.to_str().unwrap()).unwrap(),
+            app,
+            value: old.encrypt(b"the application's"),
+            done: false,
+        };
+        let identifier = manager.token_identifier().unwrap();
+        let column = Column::new("t", "v").unwrap().key_column("id").unwrap();
+        let planner = Planner {
+            manager: &manager,
+            identifier: &identifier,
+            active: identifier.active_version(),
+            column: &column,
+        };
+        let report = run(&planner, &mut backend, RewrapOptions::default(), &()).unwrap();
+        assert_eq!((report.rewrapped, report.conflicts, report.transactions), (3, 1, 2));
+        let check = rusqlite::Connection::open(&path).unwrap();
+        let mut stmt = check.prepare("SELECT v FROM t ORDER BY id").unwrap();
+        let values: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let opened: Vec<(String, Vec<u8>)> = values
+            .iter()
+            .map(|v| {
+                let (version, plaintext) = manager.decrypt(v).unwrap();
+                (version.to_string(), plaintext.to_vec())
+            })
+            .collect();
+        assert_eq!(
+            opened,
+            [
+                ("v2".to_owned(), b"one".to_vec()),
+                ("v2".to_owned(), b"the application's".to_vec()),
+                ("v2".to_owned(), b"three".to_vec()),
+            ]
+        );
+    }
 }

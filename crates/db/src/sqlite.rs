@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use rusqlite::types::{Value, ValueRef};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
 
 use crate::database::{Backend, Cell, CellRef, Key, Row, Update};
@@ -76,6 +77,10 @@ impl Sqlite {
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
+            // A double-quoted name that matches no column must be an
+            // error, not a string literal (SQLite's legacy default).
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
             // Fail here, not at the first statement, when it is no database.
             conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
             Ok(conn)
