@@ -33,13 +33,13 @@ pub(crate) enum DbCommand {
         #[arg(value_name = "URL")]
         url: String,
         /// The table (`name` or `schema.name`).
-        #[arg(long, value_name = "T")]
+        #[arg(long, value_name = "T", value_parser = table_name)]
         table: String,
         /// The column holding tokens.
-        #[arg(long, value_name = "C")]
+        #[arg(long, value_name = "C", value_parser = column_name)]
         column: String,
         /// A unique key column: list the rows no version opens by it.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", value_parser = column_name)]
         key_column: Option<String>,
         /// How values are stored.
         #[arg(long, value_enum, default_value = "plain")]
@@ -59,14 +59,14 @@ pub(crate) enum DbCommand {
         #[arg(value_name = "URL")]
         url: String,
         /// The table (`name` or `schema.name`).
-        #[arg(long, value_name = "T")]
+        #[arg(long, value_name = "T", value_parser = table_name)]
         table: String,
         /// The column holding tokens.
-        #[arg(long, value_name = "C")]
+        #[arg(long, value_name = "C", value_parser = column_name)]
         column: String,
         /// The table's unique key column (a primary key): rows are visited
         /// in its order and updated by it.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", value_parser = column_name)]
         key_column: String,
         /// Rows per transaction.
         #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -78,6 +78,19 @@ pub(crate) enum DbCommand {
         #[arg(long, value_enum, default_value = "plain")]
         format: Format,
     },
+}
+
+/// Names are checked while parsing, so a bad one is a usage error.
+fn table_name(text: &str) -> Result<String, String> {
+    secrets_manager_db::Name::table(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn column_name(text: &str) -> Result<String, String> {
+    secrets_manager_db::Name::column(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// A progress bar on stderr when it is a terminal.
