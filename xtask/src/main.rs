@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail, ensure};
 
 mod bench;
+mod bench_db;
 mod readme;
 
 fn main() -> Result<()> {

@@ -312,6 +312,9 @@ fn beside_an_application(k: &Keyring, url: &str, app: &mut dyn App) {
             app.update(id, &token);
             latest.insert(id, plaintext);
         }
+        // A pause between writes, as an application has: a tight loop of
+        // commits would starve the rewrap of SQLite's one write lock.
+        std::thread::sleep(Duration::from_millis(1));
     }
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
