@@ -210,7 +210,11 @@ pub(crate) fn run(cli: &Cli, command: &DbCommand, out: &mut Vec<u8>) -> Result<(
             writeln!(
                 out,
                 "{}",
-                listed("opened by no version", census.unopened, &census.unopened_ids)
+                listed(
+                    "opened by no version",
+                    census.unopened,
+                    &census.unopened_ids
+                )
             )?;
             if census.value_format == "versioned" {
                 writeln!(
@@ -266,11 +270,19 @@ pub(crate) fn run(cli: &Cli, command: &DbCommand, out: &mut Vec<u8>) -> Result<(
                 .join(", ");
             let mut line = format!(
                 "{} {} of {} rows in {target} to {}{} in {secs:.2} s ({:.0} rows/s); {} already under {}",
-                if r.dry_run { "would rewrap" } else { "rewrapped" },
+                if r.dry_run {
+                    "would rewrap"
+                } else {
+                    "rewrapped"
+                },
                 r.rewrapped,
                 r.rows,
                 r.active_version,
-                if from.is_empty() { String::new() } else { format!(" ({from})") },
+                if from.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({from})")
+                },
                 r.rows as f64 / secs.max(1e-9),
                 r.already_active,
                 r.active_version,

@@ -81,7 +81,10 @@ impl Keyring {
     /// `(version, plaintext)` of a stored value.
     fn open(&self, value: &str) -> (String, String) {
         let (version, plaintext) = self.manager.decrypt(value).unwrap();
-        (version.to_string(), String::from_utf8(plaintext.to_vec()).unwrap())
+        (
+            version.to_string(),
+            String::from_utf8(plaintext.to_vec()).unwrap(),
+        )
     }
 }
 
@@ -109,12 +112,18 @@ impl App for SqliteApp {
     }
     fn put(&mut self, id: i64, value: Option<&str>) {
         self.0
-            .execute("INSERT INTO t (id, v) VALUES (?1, ?2)", rusqlite::params![id, value])
+            .execute(
+                "INSERT INTO t (id, v) VALUES (?1, ?2)",
+                rusqlite::params![id, value],
+            )
             .unwrap();
     }
     fn update(&mut self, id: i64, value: &str) {
         self.0
-            .execute("UPDATE t SET v = ?2 WHERE id = ?1", rusqlite::params![id, value])
+            .execute(
+                "UPDATE t SET v = ?2 WHERE id = ?1",
+                rusqlite::params![id, value],
+            )
             .unwrap();
     }
     fn rows(&mut self) -> Vec<(i64, Option<String>)> {
@@ -199,7 +208,10 @@ fn all_original(app: &mut dyn App, k: &Keyring, original: &HashMap<i64, (String,
         let value = value.unwrap();
         let (version, plaintext) = k.open(&value);
         assert_eq!(&plaintext, &original[&id].0, "row {id}");
-        assert_eq!(UnverifiedToken::parse(&value).unwrap().timestamp(), original[&id].1);
+        assert_eq!(
+            UnverifiedToken::parse(&value).unwrap().timestamp(),
+            original[&id].1
+        );
         under_v2 += usize::from(version == "v2");
     }
     under_v2
@@ -207,7 +219,17 @@ fn all_original(app: &mut dyn App, k: &Keyring, original: &HashMap<i64, (String,
 
 fn rewrap_args<'a>(url: &'a str, batch: &'a str) -> Vec<&'a str> {
     vec![
-        "db", "rewrap", url, "--table", "t", "--column", "v", "--key-column", "id", "--batch", batch,
+        "db",
+        "rewrap",
+        url,
+        "--table",
+        "t",
+        "--column",
+        "v",
+        "--key-column",
+        "id",
+        "--batch",
+        batch,
     ]
 }
 
@@ -223,11 +245,28 @@ fn scan_and_rewrap_report_and_exit_as_documented() {
     app.put(4, None);
     app.put(5, Some(&Fernet::new(&Key::generate()).encrypt(b"foreign")));
     app.put(6, Some("plain text"));
-    let scan = ["db", "scan", &url, "--table", "t", "--column", "v", "--key-column", "id"];
+    let scan = [
+        "db",
+        "scan",
+        &url,
+        "--table",
+        "t",
+        "--column",
+        "v",
+        "--key-column",
+        "id",
+    ];
 
     let (code, out, _) = k.run(&scan);
     assert_eq!(code, Some(0));
-    for want in ["6 rows", "v1", "usable, active", "opened by no version", "ids: 5", "ids: 6"] {
+    for want in [
+        "6 rows",
+        "v1",
+        "usable, active",
+        "opened by no version",
+        "ids: 5",
+        "ids: 6",
+    ] {
         assert!(out.contains(want), "{want}: {out}");
     }
     let mut json_args = scan.to_vec();
@@ -253,32 +292,64 @@ fn scan_and_rewrap_report_and_exit_as_documented() {
 
     let (code, out, err) = k.run(&rewrap_args(&url, "1000"));
     assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
-    assert!(err.contains("rewrapped 2 of 6 rows in t.v to v2 (v1: 2)"), "{err}");
+    assert!(
+        err.contains("rewrapped 2 of 6 rows in t.v to v2 (v1: 2)"),
+        "{err}"
+    );
     assert!(err.contains("not tokens, left alone: ids 6"), "{err}");
     let last = err.lines().last().unwrap();
-    assert!(last.starts_with("error: 1 value(s) in t.v that no usable version opens") && last.ends_with("ids 5"), "{err}");
-    assert_eq!(k.open(app.rows()[0].1.as_deref().unwrap()), ("v2".into(), "one".into()));
+    assert!(
+        last.starts_with("error: 1 value(s) in t.v that no usable version opens")
+            && last.ends_with("ids 5"),
+        "{err}"
+    );
+    assert_eq!(
+        k.open(app.rows()[0].1.as_deref().unwrap()),
+        ("v2".into(), "one".into())
+    );
 
     app.exec("DELETE FROM t WHERE id = 5");
     let (code, _, err) = k.run(&rewrap_args(&url, "1000"));
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("rewrapped 0 of 5 rows"), "{err}");
     let (_, out, _) = k.run(&scan);
-    assert!(out.contains("v1 protects nothing in t.v: it can be retired (secrets-manager retire v1)"), "{out}");
+    assert!(
+        out.contains("v1 protects nothing in t.v: it can be retired (secrets-manager retire v1)"),
+        "{out}"
+    );
 
     // Usage errors: exit 2, before anything runs.
     for bad in [
         vec!["db", "rewrap", &url, "--table", "t", "--column", "v"],
-        vec!["db", "scan", &url, "--table", "t; DROP TABLE t", "--column", "v"],
+        vec![
+            "db",
+            "scan",
+            &url,
+            "--table",
+            "t; DROP TABLE t",
+            "--column",
+            "v",
+        ],
         vec!["db", "scan", &url, "--table", "t", "--column", "v\"--"],
         rewrap_args(&url, "0"),
     ] {
         let (code, out, err) = k.run(&bad);
         assert_eq!((code, out.as_str()), (Some(2), ""), "{bad:?}: {err}");
     }
-    let (code, _, err) = k.run(&["db", "scan", "mysql://u:hunter2@h/db", "--table", "t", "--column", "v"]);
+    let (code, _, err) = k.run(&[
+        "db",
+        "scan",
+        "mysql://u:hunter2@h/db",
+        "--table",
+        "t",
+        "--column",
+        "v",
+    ]);
     assert_eq!(code, Some(1));
-    assert!(err.starts_with("error: unsupported database address") && !err.contains("hunter2"), "{err}");
+    assert!(
+        err.starts_with("error: unsupported database address") && !err.contains("hunter2"),
+        "{err}"
+    );
 }
 
 /// Rewrap runs while the application updates and inserts rows. At the
@@ -326,7 +397,9 @@ fn beside_an_application(k: &Keyring, url: &str, app: &mut dyn App) {
         for (id, value) in app.rows() {
             let (version, plaintext) = k.open(value.as_deref().unwrap());
             match latest.get(&id) {
-                Some(want) => assert_eq!(&plaintext, want, "row {id}: an application write was lost"),
+                Some(want) => {
+                    assert_eq!(&plaintext, want, "row {id}: an application write was lost")
+                }
                 None => {
                     assert_eq!(plaintext, original[&id].0, "row {id}");
                     assert_eq!(version, "v2", "row {id} was not rewrapped");
@@ -334,7 +407,10 @@ fn beside_an_application(k: &Keyring, url: &str, app: &mut dyn App) {
             }
             stale += usize::from(version != "v2");
         }
-        assert_eq!(app.rows().len(), original.len() + (next_id - rows - 1) as usize);
+        assert_eq!(
+            app.rows().len(),
+            original.len() + (next_id - rows - 1) as usize
+        );
         stale
     };
     check(app);
@@ -383,7 +459,10 @@ fn killed_and_rerun(k: &Keyring, url: &str, app: &mut dyn App) {
                 eprintln!("kill {kills}: {done} of {} rows under v2", original.len());
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(240), "rewrap never finished");
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "rewrap never finished"
+        );
     }
     assert!(kills > 0, "no run was killed");
     assert_eq!(all_original(app, k, &original), original.len());

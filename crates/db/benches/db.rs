@@ -37,11 +37,16 @@ fn sqlite_table(path: &Path, rows: u64, old: &Fernet) {
         .unwrap();
     let tx = conn.transaction().unwrap();
     {
-        let mut stmt = tx.prepare("INSERT INTO t (id, secret) VALUES (?1, ?2)").unwrap();
+        let mut stmt = tx
+            .prepare("INSERT INTO t (id, secret) VALUES (?1, ?2)")
+            .unwrap();
         for id in 1..=rows {
             let plaintext = format!("secret value {id:>19}"); // 32 bytes
-            stmt.execute(rusqlite::params![id as i64, old.encrypt(plaintext.as_bytes())])
-                .unwrap();
+            stmt.execute(rusqlite::params![
+                id as i64,
+                old.encrypt(plaintext.as_bytes())
+            ])
+            .unwrap();
         }
     }
     tx.commit().unwrap();
@@ -56,7 +61,10 @@ fn met(ok: bool) -> &'static str {
 }
 
 fn measure(manager: &SecretsManager, url: &str, rows: u64) -> (f64, f64) {
-    let column = Column::new("t", "secret").unwrap().key_column("id").unwrap();
+    let column = Column::new("t", "secret")
+        .unwrap()
+        .key_column("id")
+        .unwrap();
     let mut db = Database::open(url).unwrap();
     let started = Instant::now();
     let census = scan(manager, &mut db, &column, &()).unwrap();

@@ -34,7 +34,7 @@ pub enum DbError {
         /// Its path.
         path: String,
         /// Why.
-        source: rusqlite::Error,
+        source: Box<rusqlite::Error>,
     },
     /// The PostgreSQL address does not parse or the server cannot be
     /// reached.
@@ -65,7 +65,7 @@ pub enum DbError {
         /// The column.
         column: String,
         /// Why.
-        source: rusqlite::Error,
+        source: Box<rusqlite::Error>,
     },
     /// A statement failed on PostgreSQL.
     #[error("{table}.{column}: PostgreSQL: {source}")]
@@ -126,7 +126,7 @@ pub enum DbError {
         /// The column.
         column: String,
         /// Why.
-        source: secrets_manager::Error,
+        source: Box<secrets_manager::Error>,
     },
 }
 

@@ -234,7 +234,10 @@ impl Backend for Postgres {
                 } else {
                     (None, row.try_get(0).map_err(Self::err(column))?)
                 };
-                each(k, value.map_or(CellRef::Null, |v| CellRef::Bytes(v.as_bytes())))?;
+                each(
+                    k,
+                    value.map_or(CellRef::Null, |v| CellRef::Bytes(v.as_bytes())),
+                )?;
             }
         }
         tx.commit().map_err(Self::err(column))

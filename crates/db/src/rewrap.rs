@@ -172,7 +172,7 @@ impl Planner<'_> {
         DbError::Manager {
             table: self.column.table_text(),
             column: self.column.column_text(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -289,7 +289,9 @@ impl Planner<'_> {
 }
 
 fn key_text(row: &Row) -> String {
-    row.key.as_ref().map_or_else(String::new, ToString::to_string)
+    row.key
+        .as_ref()
+        .map_or_else(String::new, ToString::to_string)
 }
 
 /// Re-encrypts every value of `column` not under the active version,
@@ -352,7 +354,7 @@ pub fn rewrap(
         .map_err(|source| DbError::Manager {
             table: column.table_text(),
             column: column.column_text(),
-            source,
+            source: Box::new(source),
         })?;
     let planner = Planner {
         manager,
@@ -558,7 +560,10 @@ mod tests {
             column: &column,
         };
         let report = run(&planner, &mut backend, RewrapOptions::default(), &()).unwrap();
-        assert_eq!((report.rewrapped, report.conflicts, report.transactions), (3, 1, 2));
+        assert_eq!(
+            (report.rewrapped, report.conflicts, report.transactions),
+            (3, 1, 2)
+        );
         let check = rusqlite::Connection::open(&path).unwrap();
         let mut stmt = check.prepare("SELECT v FROM t ORDER BY id").unwrap();
         let values: Vec<String> = stmt

@@ -108,7 +108,7 @@ pub fn scan(
         .map_err(|source| DbError::Manager {
             table: column.table_text(),
             column: column.column_text(),
-            source,
+            source: Box::new(source),
         })?;
     let backend = db.backend();
     backend.check(column)?;
@@ -162,7 +162,7 @@ pub fn scan(
                 push(&mut census.not_token_ids, key);
                 return Ok(());
             }
-            CellRef::Bytes(b) if b.is_empty() => {
+            CellRef::Bytes([]) => {
                 census.empty += 1;
                 return Ok(());
             }

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use rusqlite::types::{Value, ValueRef};
 use rusqlite::config::DbConfig;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
 
 use crate::database::{Backend, Cell, CellRef, Key, Row, Update};
@@ -87,7 +87,7 @@ impl Sqlite {
         };
         let conn = open().map_err(|source| DbError::SqliteOpen {
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(Self {
             conn,
@@ -103,7 +103,7 @@ impl Sqlite {
         move |source| DbError::Sqlite {
             table: column.table_text(),
             column: column.column_text(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -218,9 +218,7 @@ impl Backend for Sqlite {
         let mut stmt = self.conn.prepare_cached(&sql).map_err(Self::err(column))?;
         let mut out = Vec::with_capacity(keys.len());
         for wanted in keys {
-            let mut rows = stmt
-                .query([key_value(wanted)])
-                .map_err(Self::err(column))?;
+            let mut rows = stmt.query([key_value(wanted)]).map_err(Self::err(column))?;
             while let Some(r) = rows.next().map_err(Self::err(column))? {
                 out.push(Row {
                     key: key(r.get_ref(0).map_err(Self::err(column))?),

@@ -7,12 +7,12 @@ use std::fmt;
 
 use secrecy::ExposeSecret as _;
 
+use crate::Version;
 use crate::error::Result;
 use crate::fernet::{Fernet, Key, UnverifiedToken};
 use crate::kdf::derive_key;
 use crate::keystore::{KeyMaterial, VersionState};
 use crate::manager::SecretsManager;
-use crate::Version;
 
 /// What [`TokenIdentifier::identify`] found out about a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +70,11 @@ impl fmt::Debug for TokenIdentifier {
         f.debug_struct("TokenIdentifier")
             .field(
                 "versions",
-                &self.keys.iter().map(|(v, s, _)| (*v, *s)).collect::<Vec<_>>(),
+                &self
+                    .keys
+                    .iter()
+                    .map(|(v, s, _)| (*v, *s))
+                    .collect::<Vec<_>>(),
             )
             .field("active", &self.keys[self.active].0)
             .finish_non_exhaustive()
@@ -110,14 +114,19 @@ impl SecretsManager {
                             ..
                         }),
                     ) => {
-                        let raw = derive_key(password.expose_secret().as_bytes(), salt, *iterations);
+                        let raw =
+                            derive_key(password.expose_secret().as_bytes(), salt, *iterations);
                         Some(Fernet::new(&Key::from_bytes(*raw)))
                     }
                 };
                 keys.push((info.version, info.state, fernet));
             }
             timeline.sort_unstable();
-            let index = keys.iter().enumerate().map(|(i, (v, _, _))| (*v, i)).collect();
+            let index = keys
+                .iter()
+                .enumerate()
+                .map(|(i, (v, _, _))| (*v, i))
+                .collect();
             TokenIdentifier {
                 keys,
                 active,

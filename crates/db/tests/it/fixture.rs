@@ -67,9 +67,11 @@ pub(crate) enum Kind {
     Mislabelled,
 }
 
+/// `(id, value, kind, plaintext, timestamp)`.
+pub(crate) type MixedRow = (i64, Option<String>, Kind, Vec<u8>, u64);
+
 pub(crate) struct Mixed {
-    /// `(id, value, kind, plaintext, timestamp)`.
-    pub rows: Vec<(i64, Option<String>, Kind, Vec<u8>, u64)>,
+    pub rows: Vec<MixedRow>,
 }
 
 pub(crate) fn mixed(keys: &Keys, format: ValueFormat) -> Mixed {
@@ -93,7 +95,12 @@ pub(crate) fn mixed(keys: &Keys, format: ValueFormat) -> Mixed {
     for i in 0..5u64 {
         let pt = format!("v3 secret {i}");
         let t = Fernet::new(&keys.v3).encrypt_at_time(pt.as_bytes(), 4100 + i);
-        push(Some(label("V3", t)), Kind::Under("v3"), pt.as_bytes(), 4100 + i);
+        push(
+            Some(label("V3", t)),
+            Kind::Under("v3"),
+            pt.as_bytes(),
+            4100 + i,
+        );
     }
     for i in 0..2u64 {
         let t = Fernet::new(&keys.v2).encrypt_at_time(b"retired", 3100 + i);
@@ -103,17 +110,32 @@ pub(crate) fn mixed(keys: &Keys, format: ValueFormat) -> Mixed {
     push(Some(label("v0", t)), Kind::Unopened, b"destroyed", 1100);
     let t = Fernet::new(&keys.foreign).encrypt_at_time(b"foreign", 4200);
     push(Some(label("v3", t)), Kind::Unopened, b"foreign", 4200);
-    push(Some(label("v1", "gAAAAAB-short".into())), Kind::NotToken, b"", 0);
+    push(
+        Some(label("v1", "gAAAAAB-short".into())),
+        Kind::NotToken,
+        b"",
+        0,
+    );
     // Rows 24 to 26.
     let t = Fernet::new(&keys.v3).encrypt_at_time(b"labelled v1", 4300);
     if versioned {
-        push(Some(format!("v1:{t}")), Kind::FixPrefix, b"labelled v1", 4300);
+        push(
+            Some(format!("v1:{t}")),
+            Kind::FixPrefix,
+            b"labelled v1",
+            4300,
+        );
     } else {
         push(Some(t), Kind::Under("v3"), b"labelled v1", 4300);
     }
     let t = Fernet::new(&keys.v1).encrypt_at_time(b"labelled v3", 2300);
     if versioned {
-        push(Some(format!("v3:{t}")), Kind::Mislabelled, b"labelled v3", 2300);
+        push(
+            Some(format!("v3:{t}")),
+            Kind::Mislabelled,
+            b"labelled v3",
+            2300,
+        );
     } else {
         push(Some(t), Kind::Under("v1"), b"labelled v3", 2300);
     }
@@ -177,9 +199,19 @@ pub(crate) fn census_and_rewrap(
         values,
         [
             ("v0", "destroyed", false, 0),
-            ("v1", "usable", false, count(Kind::Under("v1")) + count(Kind::Mislabelled)),
+            (
+                "v1",
+                "usable",
+                false,
+                count(Kind::Under("v1")) + count(Kind::Mislabelled)
+            ),
             ("v2", "retired", false, 2),
-            ("v3", "usable", true, count(Kind::Under("v3")) + count(Kind::FixPrefix)),
+            (
+                "v3",
+                "usable",
+                true,
+                count(Kind::Under("v3")) + count(Kind::FixPrefix)
+            ),
         ],
         "{census:?}"
     );
@@ -187,7 +219,10 @@ pub(crate) fn census_and_rewrap(
     assert_eq!((census.null, census.empty), (1, 1));
     assert_eq!(census.not_tokens, count(Kind::NotToken));
     assert_eq!(census.unopened, 2, "destroyed and foreign");
-    assert_eq!(census.unopened_ids.as_deref(), Some(&["21".to_owned(), "22".to_owned()][..]));
+    assert_eq!(
+        census.unopened_ids.as_deref(),
+        Some(&["21".to_owned(), "22".to_owned()][..])
+    );
     assert_eq!(
         census.not_token_ids.clone().unwrap(),
         ids(&mixed, |k| k == Kind::NotToken)
@@ -214,7 +249,14 @@ pub(crate) fn census_and_rewrap(
     assert_eq!(dry.transactions, 0);
 
     // The rewrap, in batches of 4 rows.
-    let report = rewrap(manager, &mut db, &column, RewrapOptions::default().batch(4), &()).unwrap();
+    let report = rewrap(
+        manager,
+        &mut db,
+        &column,
+        RewrapOptions::default().batch(4),
+        &(),
+    )
+    .unwrap();
     let rewrappable = count(Kind::Under("v1")) + count(Kind::Mislabelled);
     assert_eq!(report.rewrapped, rewrappable, "{report:?}");
     assert_eq!(dry.rewrapped, rewrappable);
@@ -249,13 +291,22 @@ pub(crate) fn census_and_rewrap(
             Kind::Under("v1") | Kind::Mislabelled | Kind::FixPrefix => {
                 let now = now.as_deref().unwrap();
                 let token = if versioned {
-                    now.strip_prefix("v3:").unwrap_or_else(|| panic!("row {id}: {now}"))
+                    now.strip_prefix("v3:")
+                        .unwrap_or_else(|| panic!("row {id}: {now}"))
                 } else {
                     now
                 };
                 let (version, opened) = manager.decrypt(token).unwrap();
-                assert_eq!((version.as_str(), &opened[..]), ("v3", &plaintext[..]), "row {id}");
-                assert_eq!(UnverifiedToken::parse(token).unwrap().timestamp(), *ts, "row {id}");
+                assert_eq!(
+                    (version.as_str(), &opened[..]),
+                    ("v3", &plaintext[..]),
+                    "row {id}"
+                );
+                assert_eq!(
+                    UnverifiedToken::parse(token).unwrap().timestamp(),
+                    *ts,
+                    "row {id}"
+                );
             }
             _ => assert_eq!(now, value, "row {id} must be untouched"),
         }
@@ -263,7 +314,10 @@ pub(crate) fn census_and_rewrap(
 
     // Finished: a second run writes nothing.
     let again = rewrap(manager, &mut db, &column, RewrapOptions::default(), &()).unwrap();
-    assert_eq!((again.rewrapped, again.prefixes_fixed, again.transactions), (0, 0, 0));
+    assert_eq!(
+        (again.rewrapped, again.prefixes_fixed, again.transactions),
+        (0, 0, 0)
+    );
     assert_eq!(raw.rows(table), after);
 
     // v1 protects nothing now.

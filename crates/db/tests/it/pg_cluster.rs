@@ -84,7 +84,11 @@ impl Cluster {
         let user = if root {
             match postgres_user() {
                 Some(u) => Some(u),
-                None => return skip_or_fail("running as root, and no postgres user to run the server as"),
+                None => {
+                    return skip_or_fail(
+                        "running as root, and no postgres user to run the server as",
+                    );
+                }
             }
         } else {
             None
@@ -105,10 +109,15 @@ impl Cluster {
             dir,
         };
         let mut initdb = cluster.command("initdb");
-        initdb
-            .arg("-D")
-            .arg(&cluster.data)
-            .args(["-U", "postgres", "--auth=trust", "-N", "-E", "UTF8", "--locale=C"]);
+        initdb.arg("-D").arg(&cluster.data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-N",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
         cluster.run(initdb);
         let log = std::fs::File::create(cluster.dir.path().join("server.log")).expect("log");
         if let Some((uid, gid)) = user {
@@ -157,7 +166,11 @@ impl Cluster {
             if postgres::Client::connect(&self.conninfo("postgres"), postgres::NoTls).is_ok() {
                 return;
             }
-            if let Some(status) = self.server.as_mut().and_then(|s| s.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .server
+                .as_mut()
+                .and_then(|s| s.try_wait().ok().flatten())
+            {
                 panic!("postgres exited ({status}): {}", self.log());
             }
             assert!(

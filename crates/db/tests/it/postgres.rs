@@ -39,9 +39,23 @@ fn postgres() {
     let db = cluster.create_db("mixed");
     let url = cluster.url(&db);
     let mut raw = Pg(cluster.client(&db));
-    census_and_rewrap(&url, &mut raw, "plain_values", ValueFormat::Plain, &keys, &manager);
+    census_and_rewrap(
+        &url,
+        &mut raw,
+        "plain_values",
+        ValueFormat::Plain,
+        &keys,
+        &manager,
+    );
     raw.exec("CREATE SCHEMA app");
-    census_and_rewrap(&url, &mut raw, "app.versioned_values", ValueFormat::Versioned, &keys, &manager);
+    census_and_rewrap(
+        &url,
+        &mut raw,
+        "app.versioned_values",
+        ValueFormat::Versioned,
+        &keys,
+        &manager,
+    );
 
     // Text keys, a varchar column, a schema-qualified table, reserved words.
     raw.exec(r#"CREATE TABLE app."user" ("key" TEXT PRIMARY KEY, "select" VARCHAR(500))"#);
@@ -53,10 +67,30 @@ fn postgres() {
         )
         .unwrap();
     let mut db = Database::open(&url).unwrap();
-    let column = Column::new("app.user", "select").unwrap().key_column("key").unwrap();
-    let report = rewrap(&manager, &mut db, &column, RewrapOptions::default().batch(1), &()).unwrap();
-    assert_eq!((report.rewrapped, report.null, report.not_token_ids.as_slice()), (1, 1, &["c".to_owned()][..]));
-    assert_eq!(report.transactions, 1, "one statement for the page that changed");
+    let column = Column::new("app.user", "select")
+        .unwrap()
+        .key_column("key")
+        .unwrap();
+    let report = rewrap(
+        &manager,
+        &mut db,
+        &column,
+        RewrapOptions::default().batch(1),
+        &(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            report.rewrapped,
+            report.null,
+            report.not_token_ids.as_slice()
+        ),
+        (1, 1, &["c".to_owned()][..])
+    );
+    assert_eq!(
+        report.transactions, 1,
+        "one statement for the page that changed"
+    );
 
     // What is not there, or cannot hold tokens, is named.
     raw.exec("CREATE TABLE numbers (id INT PRIMARY KEY, n INT, \"Mixed\" TEXT)");

@@ -37,8 +37,22 @@ fn mixed_tables_in_both_formats() {
     let path = dir.path().join("app.db");
     let mut raw = Sqlite(rusqlite::Connection::open(&path).unwrap());
     let url = format!("sqlite:{}", path.display());
-    census_and_rewrap(&url, &mut raw, "plain_values", ValueFormat::Plain, &keys, &manager);
-    census_and_rewrap(&url, &mut raw, "versioned_values", ValueFormat::Versioned, &keys, &manager);
+    census_and_rewrap(
+        &url,
+        &mut raw,
+        "plain_values",
+        ValueFormat::Plain,
+        &keys,
+        &manager,
+    );
+    census_and_rewrap(
+        &url,
+        &mut raw,
+        "versioned_values",
+        ValueFormat::Versioned,
+        &keys,
+        &manager,
+    );
 }
 
 #[test]
@@ -57,13 +71,21 @@ fn blobs_stay_blobs_and_numbers_are_not_tokens() {
     )
     .unwrap();
     let mut db = Database::open(&format!("sqlite:{}", path.display())).unwrap();
-    let column = Column::new("order", "select").unwrap().key_column("group").unwrap();
+    let column = Column::new("order", "select")
+        .unwrap()
+        .key_column("group")
+        .unwrap();
     let report = rewrap(&manager, &mut db, &column, RewrapOptions::default(), &()).unwrap();
-    assert_eq!((report.rewrapped, report.not_token_ids.as_slice()), (1, &["b".to_owned()][..]));
+    assert_eq!(
+        (report.rewrapped, report.not_token_ids.as_slice()),
+        (1, &["b".to_owned()][..])
+    );
     let (kind, value): (String, Vec<u8>) = conn
-        .query_row(r#"SELECT typeof("select"), "select" FROM "order" WHERE "group" = 'a'"#, [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            r#"SELECT typeof("select"), "select" FROM "order" WHERE "group" = 'a'"#,
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!(kind, "blob");
     let (version, plaintext) = manager.decrypt(&value).unwrap();
@@ -83,18 +105,27 @@ fn hostile_identifiers_are_refused_before_any_sql() {
         ("t", "secret", "'id'"),
         ("t\n", "secret", "id"),
     ] {
-        let err = Column::new(table, column).and_then(|c| c.key_column(key)).unwrap_err();
+        let err = Column::new(table, column)
+            .and_then(|c| c.key_column(key))
+            .unwrap_err();
         assert!(matches!(err, DbError::Identifier { .. }), "{err}");
     }
 }
 
 #[test]
 fn errors_name_what_was_wrong_and_never_a_password() {
-    let err = Database::open("mysql://user:hunter2@localhost/db").unwrap_err().to_string();
-    assert!(err.contains("\"mysql\"") && !err.contains("hunter2"), "{err}");
+    let err = Database::open("mysql://user:hunter2@localhost/db")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"mysql\"") && !err.contains("hunter2"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.db");
-    let err = Database::open(&format!("sqlite:{}", missing.display())).unwrap_err().to_string();
+    let err = Database::open(&format!("sqlite:{}", missing.display()))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing.db"), "{err}");
     assert!(!missing.exists(), "a missing database is not created");
 
