@@ -31,6 +31,11 @@ use secrets_manager_db::{Column, Database, RewrapOptions, rewrap, scan};
 const REWRAP_RATIO_TARGET: f64 = 20.0;
 const SCAN_TARGET: f64 = 300_000.0;
 
+/// As a keyring rotated by the CLI records them: the tokens were made
+/// while v1 was active (so the trial order tries v1 first for them).
+const V1_ACTIVATED: u64 = 1_600_000_000;
+const V2_ACTIVATED: u64 = 1_700_000_000;
+
 fn sqlite_table(path: &Path, rows: u64, old: &Fernet) {
     let mut conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, secret TEXT)")
@@ -42,11 +47,8 @@ fn sqlite_table(path: &Path, rows: u64, old: &Fernet) {
             .unwrap();
         for id in 1..=rows {
             let plaintext = format!("secret value {id:>19}"); // 32 bytes
-            stmt.execute(rusqlite::params![
-                id as i64,
-                old.encrypt(plaintext.as_bytes())
-            ])
-            .unwrap();
+            let token = old.encrypt_at_time(plaintext.as_bytes(), V1_ACTIVATED + id);
+            stmt.execute(rusqlite::params![id as i64, token]).unwrap();
         }
     }
     tx.commit().unwrap();
@@ -111,7 +113,9 @@ fn main() {
     let manager = SecretsManager::new(
         SecretsConfig::builder()
             .fernet_key("v1", k1.to_base64().as_str())
+            .activated_at("v1", V1_ACTIVATED)
             .fernet_key("v2", k2.to_base64().as_str())
+            .activated_at("v2", V2_ACTIVATED)
             .active_version("v2")
             .build()
             .unwrap(),
@@ -159,7 +163,8 @@ fn main() {
         let mut copy = client.copy_in("COPY t (id, secret) FROM STDIN").unwrap();
         for id in 1..=rows {
             let plaintext = format!("secret value {id:>19}");
-            writeln!(copy, "{id}\t{}", old.encrypt(plaintext.as_bytes())).unwrap();
+            let token = old.encrypt_at_time(plaintext.as_bytes(), V1_ACTIVATED + id);
+            writeln!(copy, "{id}\t{token}").unwrap();
         }
         copy.finish().unwrap();
         client.batch_execute("ANALYZE t").unwrap();

@@ -384,89 +384,135 @@ fn run(
         dry_run: options.dry_run,
         ..RewrapReport::default()
     };
-    let mut after: Option<Key> = None;
-    loop {
-        let rows = backend.page(column, after.as_ref(), options.batch)?;
-        let Some(last) = rows.last() else { break };
-        after.clone_from(&last.key);
-        let page_len = rows.len() as u64;
-        report.rows += page_len;
-        let mut visit = rows;
-        for round in 0..=MAX_REVISITS {
-            let plans = planner.plan_all(&visit)?;
-            let mut updates = Vec::new();
-            let mut written = Vec::new();
-            for (row, plan) in visit.into_iter().zip(plans) {
-                let id = key_text(&row);
-                match plan {
-                    Plan::Null => report.null += 1,
-                    Plan::Empty => report.empty += 1,
-                    Plan::Active => report.already_active += 1,
-                    Plan::NotToken => {
-                        report.not_tokens += 1;
-                        report.not_token_ids.push(id);
-                    }
-                    Plan::Unopened(retired) => report.unopened.push(Unopened {
-                        id,
-                        retired_version: retired.map(|v| v.to_string()),
-                    }),
-                    Plan::Write {
-                        from,
-                        mismatch,
-                        new,
-                    } => {
-                        let Some(key) = row.key else { continue };
-                        written.push((from, mismatch, id));
-                        updates.push(Update {
-                            key,
-                            old: row.cell,
-                            new,
-                        });
-                    }
+    // A pipeline of two stages: this thread reads and writes pages; a
+    // planner thread does the next page's cryptography meanwhile. Pages are
+    // still written in key order, each in its own transaction.
+    std::thread::scope(|scope| {
+        let (pages, planner_in) = std::sync::mpsc::sync_channel::<Vec<Row>>(1);
+        let (planner_out, planned) =
+            std::sync::mpsc::sync_channel::<(Vec<Row>, Result<Vec<Plan>>)>(1);
+        scope.spawn(move || {
+            for rows in planner_in {
+                let plans = planner.plan_all(&rows);
+                if planner_out.send((rows, plans)).is_err() {
+                    break;
                 }
             }
-            let applied = if options.dry_run || updates.is_empty() {
-                vec![true; updates.len()]
-            } else {
-                let applied = backend.write(column, &updates)?;
-                report.transactions += 1;
-                applied
-            };
-            let mut missed = Vec::new();
-            for ((from, mismatch, id), (update, ok)) in
-                written.into_iter().zip(updates.into_iter().zip(applied))
-            {
-                if !ok {
-                    missed.push(update.key);
-                    continue;
-                }
-                if mismatch {
-                    report.prefix_mismatch_ids.push(id);
-                }
-                match from {
-                    Some(v) => {
-                        report.rewrapped += 1;
-                        *report.rewrapped_from.entry(v.to_string()).or_default() += 1;
-                    }
-                    None => report.prefixes_fixed += 1,
-                }
-            }
-            if missed.is_empty() {
-                break;
-            }
-            report.conflicts += missed.len() as u64;
-            if round == MAX_REVISITS {
-                report
-                    .still_changing
-                    .extend(missed.iter().map(ToString::to_string));
-                break;
-            }
-            visit = backend.fetch(column, &missed)?;
-            report.gone += (missed.len() - visit.len().min(missed.len())) as u64;
+        });
+        let mut after: Option<Key> = None;
+        let read = |backend: &mut dyn Backend, after: &mut Option<Key>| {
+            let rows = backend.page(column, after.as_ref(), options.batch)?;
+            Ok::<_, DbError>(rows.last().map(|last| last.key.clone()).map(|key| {
+                *after = key;
+                rows
+            }))
+        };
+        let mut in_flight = 0;
+        if let Some(rows) = read(backend, &mut after)? {
+            in_flight += usize::from(pages.send(rows).is_ok());
         }
-        progress.advance(page_len);
+        while in_flight > 0 {
+            // Read ahead while the planner works on the page in flight.
+            let ahead = read(backend, &mut after)?;
+            let Ok((rows, plans)) = planned.recv() else {
+                break; // The planner panicked: the scope passes it on.
+            };
+            in_flight -= 1;
+            if let Some(next) = ahead {
+                in_flight += usize::from(pages.send(next).is_ok());
+            }
+            let page_len = rows.len() as u64;
+            report.rows += page_len;
+            settle(planner, backend, options, &mut report, rows, plans?)?;
+            progress.advance(page_len);
+        }
+        Ok(report)
+    })
+}
+
+/// Writes one planned page, revisiting the rows changed meanwhile.
+fn settle(
+    planner: &Planner<'_>,
+    backend: &mut dyn Backend,
+    options: RewrapOptions,
+    report: &mut RewrapReport,
+    mut visit: Vec<Row>,
+    mut plans: Vec<Plan>,
+) -> Result<()> {
+    let column = planner.column;
+    for round in 0..=MAX_REVISITS {
+        let mut updates = Vec::new();
+        let mut written = Vec::new();
+        for (row, plan) in visit.into_iter().zip(plans) {
+            let id = key_text(&row);
+            match plan {
+                Plan::Null => report.null += 1,
+                Plan::Empty => report.empty += 1,
+                Plan::Active => report.already_active += 1,
+                Plan::NotToken => {
+                    report.not_tokens += 1;
+                    report.not_token_ids.push(id);
+                }
+                Plan::Unopened(retired) => report.unopened.push(Unopened {
+                    id,
+                    retired_version: retired.map(|v| v.to_string()),
+                }),
+                Plan::Write {
+                    from,
+                    mismatch,
+                    new,
+                } => {
+                    let Some(key) = row.key else { continue };
+                    written.push((from, mismatch, id));
+                    updates.push(Update {
+                        key,
+                        old: row.cell,
+                        new,
+                    });
+                }
+            }
+        }
+        let applied = if options.dry_run || updates.is_empty() {
+            vec![true; updates.len()]
+        } else {
+            let applied = backend.write(column, &updates)?;
+            report.transactions += 1;
+            applied
+        };
+        let mut missed = Vec::new();
+        for ((from, mismatch, id), (update, ok)) in
+            written.into_iter().zip(updates.into_iter().zip(applied))
+        {
+            if !ok {
+                missed.push(update.key);
+                continue;
+            }
+            if mismatch {
+                report.prefix_mismatch_ids.push(id);
+            }
+            match from {
+                Some(v) => {
+                    report.rewrapped += 1;
+                    *report.rewrapped_from.entry(v.to_string()).or_default() += 1;
+                }
+                None => report.prefixes_fixed += 1,
+            }
+        }
+        if missed.is_empty() {
+            break;
+        }
+        report.conflicts += missed.len() as u64;
+        if round == MAX_REVISITS {
+            report
+                .still_changing
+                .extend(missed.iter().map(ToString::to_string));
+            break;
+        }
+        visit = backend.fetch(column, &missed)?;
+        report.gone += (missed.len() - visit.len().min(missed.len())) as u64;
+        plans = planner.plan_all(&visit)?;
     }
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
 
 use crate::database::{Backend, Cell, CellRef, Key, Row, Update};
@@ -61,12 +61,21 @@ fn key_value(key: &Key) -> Value {
     }
 }
 
-fn cell_value(cell: &Cell) -> Value {
-    match cell {
-        Cell::Text(t) => Value::Text(t.clone()),
-        Cell::Blob(b) => Value::Blob(b.clone()),
-        Cell::Null | Cell::Other => Value::Null,
-    }
+fn cell_value(cell: &Cell) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(match cell {
+        Cell::Text(t) => ValueRef::Text(t.as_bytes()),
+        Cell::Blob(b) => ValueRef::Blob(b),
+        Cell::Null | Cell::Other => ValueRef::Null,
+    })
+}
+
+fn key_ref(key: &Key) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(match key {
+        Key::Int(i) => ValueRef::Integer(*i),
+        Key::Real(r) => ValueRef::Real(*r),
+        Key::Text(t) => ValueRef::Text(t.as_bytes()),
+        Key::Blob(b) => ValueRef::Blob(b),
+    })
 }
 
 impl Sqlite {
@@ -245,7 +254,7 @@ impl Backend for Sqlite {
             let mut stmt = tx.prepare_cached(&sql).map_err(Self::err(column))?;
             for u in updates {
                 let changed = stmt
-                    .execute([cell_value(&u.new), key_value(&u.key), cell_value(&u.old)])
+                    .execute([cell_value(&u.new), key_ref(&u.key), cell_value(&u.old)])
                     .map_err(Self::err(column))?;
                 applied.push(changed > 0);
             }
