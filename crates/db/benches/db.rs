@@ -79,6 +79,20 @@ fn measure(manager: &SecretsManager, url: &str, rows: u64) -> (f64, f64) {
     (rate(rows, scan_secs), rate(rows, rewrap_secs))
 }
 
+/// Rewrap rows/s with `--batch 10000` (fewer, larger transactions).
+fn rewrap_large_batches(manager: &SecretsManager, url: &str, rows: u64) -> f64 {
+    let column = Column::new("t", "secret")
+        .unwrap()
+        .key_column("id")
+        .unwrap();
+    let mut db = Database::open(url).unwrap();
+    let started = Instant::now();
+    let options = RewrapOptions::default().batch(10_000);
+    let report = rewrap(manager, &mut db, &column, options, &()).unwrap();
+    assert_eq!(report.rewrapped, rows);
+    rate(rows, started.elapsed().as_secs_f64())
+}
+
 fn python_baseline(path: &Path, new: &Key, old: &Key) -> Option<f64> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/rewrap_baseline.py");
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
@@ -140,14 +154,18 @@ fn main() {
     sqlite_table(&ours, rows, &old);
     let theirs = dir.path().join("python.db");
     std::fs::copy(&ours, &theirs).unwrap();
+    let large = dir.path().join("large-batches.db");
+    std::fs::copy(&ours, &large).unwrap();
 
     let (scan_rate, rewrap_rate) = measure(&manager, &format!("sqlite:{}", ours.display()), rows);
+    let large_rate = rewrap_large_batches(&manager, &format!("sqlite:{}", large.display()), rows);
     let python = python_baseline(&theirs, &k2, &k1);
     println!("  sqlite scan     {scan_rate:>12.0} rows/s");
-    println!("  sqlite rewrap   {rewrap_rate:>12.0} rows/s");
+    println!("  sqlite rewrap   {rewrap_rate:>12.0} rows/s  (--batch 1000, the default)");
+    println!("  sqlite rewrap   {large_rate:>12.0} rows/s  (--batch 10000)");
     match python {
         Some(p) => println!(
-            "  python rewrap   {p:>12.0} rows/s  (cryptography + sqlite3, one UPDATE per row)\n  \
+            "  python rewrap   {p:>12.0} rows/s  (cryptography + sqlite3, one UPDATE per row, a commit every 1000)\n  \
              rewrap / python {:>11.1}x",
             rewrap_rate / p
         ),
@@ -181,8 +199,10 @@ fn main() {
     if let Some(p) = python {
         let ratio = rewrap_rate / p;
         println!(
-            "  [{}] rewrap on SQLite at least {REWRAP_RATIO_TARGET:.0}x the Python baseline: {ratio:.1}x",
-            met(ratio >= REWRAP_RATIO_TARGET)
+            "  [{}] rewrap on SQLite at least {REWRAP_RATIO_TARGET:.0}x the Python baseline: {ratio:.1}x \
+             (with --batch 10000: {:.1}x)",
+            met(ratio >= REWRAP_RATIO_TARGET),
+            large_rate / p
         );
     }
 }
