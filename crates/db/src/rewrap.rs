@@ -199,9 +199,9 @@ impl Planner<'_> {
             _ => return Ok(Plan::Unopened(None)),
         };
         let mismatch = prefix.is_some_and(|p| Version::new(p).ok() != Some(from));
-        let versioned = |token: &str| match self.column.format {
+        let versioned = |token: String| match self.column.format {
             ValueFormat::Versioned => format!("{}:{token}", self.active),
-            _ => token.to_owned(),
+            _ => token,
         };
         if from == self.active {
             if !mismatch {
@@ -212,7 +212,7 @@ impl Planner<'_> {
             return Ok(Plan::Write {
                 from: None,
                 mismatch,
-                new: row.cell.like(versioned(token)),
+                new: row.cell.like(versioned(token.to_owned())),
             });
         }
         let (opened, plaintext) = match self.manager.decrypt_with_hint(token, from.as_str()) {
@@ -259,7 +259,7 @@ impl Planner<'_> {
         Ok(Plan::Write {
             from: Some(opened),
             mismatch,
-            new: row.cell.like(versioned(&fresh)),
+            new: row.cell.like(versioned(fresh)),
         })
     }
 
@@ -444,17 +444,16 @@ fn settle(
         let mut updates = Vec::new();
         let mut written = Vec::new();
         for (row, plan) in visit.into_iter().zip(plans) {
-            let id = key_text(&row);
             match plan {
                 Plan::Null => report.null += 1,
                 Plan::Empty => report.empty += 1,
                 Plan::Active => report.already_active += 1,
                 Plan::NotToken => {
                     report.not_tokens += 1;
-                    report.not_token_ids.push(id);
+                    report.not_token_ids.push(key_text(&row));
                 }
                 Plan::Unopened(retired) => report.unopened.push(Unopened {
-                    id,
+                    id: key_text(&row),
                     retired_version: retired.map(|v| v.to_string()),
                 }),
                 Plan::Write {
@@ -463,7 +462,7 @@ fn settle(
                     new,
                 } => {
                     let Some(key) = row.key else { continue };
-                    written.push((from, mismatch, id));
+                    written.push((from, mismatch));
                     updates.push(Update {
                         key,
                         old: row.cell,
@@ -480,7 +479,7 @@ fn settle(
             applied
         };
         let mut missed = Vec::new();
-        for ((from, mismatch, id), (update, ok)) in
+        for ((from, mismatch), (update, ok)) in
             written.into_iter().zip(updates.into_iter().zip(applied))
         {
             if !ok {
@@ -488,7 +487,7 @@ fn settle(
                 continue;
             }
             if mismatch {
-                report.prefix_mismatch_ids.push(id);
+                report.prefix_mismatch_ids.push(update.key.to_string());
             }
             match from {
                 Some(v) => {
