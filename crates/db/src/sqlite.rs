@@ -90,6 +90,10 @@ impl Sqlite {
             // error, not a string literal (SQLite's legacy default).
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+            // This connection's page cache (32 MiB; not stored in the
+            // file): a batch's updates stay in memory until its commit
+            // instead of spilling to the database file midway.
+            conn.pragma_update(None, "cache_size", -32_768)?;
             // Fail here, not at the first statement, when it is no database.
             conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
             Ok(conn)
