@@ -103,9 +103,14 @@ impl Bar {
         }
         let bar = indicatif::ProgressBar::new(0);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+            "{bar:30} {human_pos}/{human_len} rows  {rate}  ETA {eta}",
         ) {
-            bar.set_style(style);
+            bar.set_style(style.with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} rows/s", state.per_sec());
+                },
+            ));
         }
         Self(Some(bar))
     }
