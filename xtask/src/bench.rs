@@ -63,7 +63,8 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     // The facade's targets are measured and reported by its own harness.
     let mut cmd = super::cargo();
     cmd.args(["bench", "-p", "secrets-manager", "--bench", "manager"]);
-    super::run(cmd)
+    super::run(cmd)?;
+    crate::bench_db::run(quick)
 }
 
 /// Median time in nanoseconds of one benchmark, from criterion's output.

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail, ensure};
 
 mod bench;
+mod bench_db;
 mod man;
 mod readme;
 #[cfg(unix)]

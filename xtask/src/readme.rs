@@ -8,7 +8,11 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 
 /// Sections whose first `sh` block is a walkthrough that must run as is.
-const WALKTHROUGHS: &[&str] = &["## The command line", "## Daily use"];
+const WALKTHROUGHS: &[&str] = &[
+    "## The command line",
+    "## Daily use",
+    "## Finishing a rotation",
+];
 
 /// The first ```sh block after `heading`.
 fn block<'a>(readme: &'a str, heading: &str) -> Result<&'a str> {

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Keep application secrets encrypted; rotate keys without downtime.
 ///
@@ -310,6 +310,16 @@ pub(crate) enum Command {
         )]
         command: Vec<OsString>,
     },
+    /// Tokens at rest in a database column (sqlite:PATH, postgres://...):
+    /// count what each version protects, re-encrypt under the active one.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  secrets-manager db scan sqlite:app.db --table users --column otp_secret
+  secrets-manager db rewrap sqlite:app.db --table users --column otp_secret --key-column id
+  secrets-manager db scan postgres://app@localhost/app --table users --column otp_secret --json"
+    )]
+    Db(DbCommand),
 }
 
 /// `-f FILE [-k KEY]...`: values of .env files, changed in place.
@@ -374,4 +384,85 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     n.checked_mul(scale)
         .map(std::time::Duration::from_secs)
         .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// How the column stores tokens.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum Format {
+    /// The value is the token.
+    Plain,
+    /// `<version>:<token>`; the prefix is tried first and rewritten.
+    Versioned,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbCommand {
+    /// Count what each version protects in a column, by verifying each
+    /// token's HMAC (nothing is decrypted); also NULL and empty values,
+    /// values that are not tokens and tokens no version opens. Says which
+    /// versions protect nothing.
+    Scan {
+        /// `sqlite:PATH` or `postgres://USER@HOST/DB` (TLS when the server
+        /// offers it).
+        #[arg(value_name = "URL")]
+        url: String,
+        /// The table (`name` or `schema.name`).
+        #[arg(long, value_name = "T", value_parser = table_name)]
+        table: String,
+        /// The column holding tokens.
+        #[arg(long, value_name = "C", value_parser = column_name)]
+        column: String,
+        /// A unique key column: list the rows no version opens by it.
+        #[arg(long, value_name = "ID", value_parser = column_name)]
+        key_column: Option<String>,
+        /// How values are stored.
+        #[arg(long, value_enum, default_value = "plain")]
+        format: Format,
+        /// Machine-readable output (stable form: see the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-encrypt every value not under the active version, keeping each
+    /// token's timestamp: transactions of --batch rows, each row updated by
+    /// compare-and-set (a row changed meanwhile is revisited, never
+    /// overwritten), each new token checked before it is written.
+    /// Resumable: run it again after any interruption. Exit status 1 when
+    /// values no version opens were left alone.
+    Rewrap {
+        /// `sqlite:PATH` or `postgres://USER@HOST/DB`.
+        #[arg(value_name = "URL")]
+        url: String,
+        /// The table (`name` or `schema.name`).
+        #[arg(long, value_name = "T", value_parser = table_name)]
+        table: String,
+        /// The column holding tokens.
+        #[arg(long, value_name = "C", value_parser = column_name)]
+        column: String,
+        /// The table's unique key column (a primary key): rows are visited
+        /// in its order and updated by it.
+        #[arg(long, value_name = "ID", value_parser = column_name)]
+        key_column: String,
+        /// Rows per transaction.
+        #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        batch: u64,
+        /// Report what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How values are stored.
+        #[arg(long, value_enum, default_value = "plain")]
+        format: Format,
+    },
+}
+
+/// Names are checked while parsing, so a bad one is a usage error.
+fn table_name(text: &str) -> Result<String, String> {
+    secrets_manager_db::Name::table(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn column_name(text: &str) -> Result<String, String> {
+    secrets_manager_db::Name::column(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
 }

@@ -8,6 +8,7 @@
 mod appenv;
 mod args;
 mod crypt;
+mod db;
 mod keyring;
 mod manage;
 mod report;
@@ -218,6 +219,11 @@ fn run(cli: &Cli) -> Result<Output> {
             update_checksum,
             json,
         } => report::verify(cli, *update_checksum, *json),
+        Command::Db(command) => {
+            let mut out = Output::default();
+            db::run(cli, command, &mut out)?;
+            Ok(out)
+        }
         Command::Keygen => {
             let mut out = Output::new(Key::generate().to_base64().as_bytes().to_vec());
             out.push(b'\n');

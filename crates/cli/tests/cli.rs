@@ -1540,6 +1540,7 @@ fn help_texts_are_stable_and_every_command_has_examples() {
         "set",
         "get",
         "run",
+        "db",
     ];
     let help = |args: &[&str]| {
         let out = env.cmd(args).env("COLUMNS", "100").output().unwrap();

@@ -41,11 +41,14 @@ mod manager;
 mod reload;
 mod storage;
 mod url;
+// Verify-only trial (which version made a token), for column censuses.
+mod identify;
 
 pub use crate::audit::AuditEvent;
 pub use crate::audit_log::AuditLog;
 pub use crate::config::{SecretsConfig, SecretsConfigBuilder};
 pub use crate::error::{Error, Result};
+pub use crate::identify::{Identified, TokenIdentifier};
 pub use crate::manager::{Rotation, SecretsManager};
 pub use crate::reload::{ReloadReport, WatchHandle};
 pub use crate::url::open_keyring;

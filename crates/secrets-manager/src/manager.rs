@@ -351,7 +351,7 @@ impl SecretsManager {
     /// Makes an existing version the active one (for example one added
     /// with [`Rotation::activate`]`(false)`), recording the time. Its key is
     /// derived before it is published. Written to the
-    /// [`keyring_file`](Self::keyring_file), if any, first.
+    /// [`keyring_file`](Self::keyring), if any, first.
     ///
     /// # Errors
     ///
@@ -377,7 +377,7 @@ impl SecretsManager {
     }
 
     /// Stops a version from decrypting (it cannot be the active one). The
-    /// key is kept. Written to the [`keyring_file`](Self::keyring_file), if
+    /// key is kept. Written to the [`keyring_file`](Self::keyring), if
     /// any, first.
     ///
     /// # Errors
@@ -394,7 +394,7 @@ impl SecretsManager {
     }
 
     /// Erases a version's key, in memory and in the
-    /// [`keyring_file`](Self::keyring_file) (if any, first), where a
+    /// [`keyring_file`](Self::keyring) (if any, first), where a
     /// tombstone keeps the name; its tokens then fail with an error naming
     /// it.
     ///
@@ -605,7 +605,7 @@ impl Rotation<'_> {
     }
 
     /// Writes the rotation to this `.env` file (instead of the manager's
-    /// [`keyring_file`](SecretsManager::keyring_file)), merging with what
+    /// [`keyring_file`](SecretsManager::keyring)), merging with what
     /// the file holds (see [`SecretsManager::persist_to_file`]).
     pub fn persist_to_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
         self.persist = Some(path.as_ref().to_owned());
@@ -644,7 +644,7 @@ impl Rotation<'_> {
     /// stay and keep decrypting; their cached keys are kept.
     ///
     /// The file ([`persist_to_file`](Self::persist_to_file), or the
-    /// manager's [`keyring_file`](SecretsManager::keyring_file)) is written
+    /// manager's [`keyring_file`](SecretsManager::keyring)) is written
     /// first, under its lock; the change is made in memory only once the
     /// write succeeded. A file that already has the name with other
     /// material refuses it ([`Error::Conflict`]), and nothing changes.
