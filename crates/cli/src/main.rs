@@ -18,6 +18,8 @@ use secrets_manager::keystore::{KeyKind, VersionState};
 use secrets_manager::persist::{self, KeyringStore, Prefixes, Source, StoredKey};
 use secrets_manager::{Salt, SecretsConfig, SecretsManager};
 
+mod fleet;
+
 /// Keep application secrets encrypted; rotate keys without downtime.
 ///
 /// Keys live in a `.env` keyring file that the Python SecretsManager also
@@ -51,6 +53,8 @@ struct Cli {
     /// PBKDF2 iterations for versions that do not record their own.
     #[arg(long, global = true, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     iterations: u32,
+    #[command(flatten)]
+    store: fleet::StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -128,6 +132,8 @@ enum Command {
     Verify,
     /// Print a random Fernet key.
     Keygen,
+    #[command(flatten)]
+    Fleet(fleet::FleetCommand),
 }
 
 fn main() -> ExitCode {
@@ -250,6 +256,7 @@ fn run(cli: &Cli, out: &mut Vec<u8>) -> Result<()> {
             out.push(b'\n');
             Ok(())
         }
+        Command::Fleet(command) => fleet::run(&cli.store, &keyring_url(cli), command, || load(cli)),
     }
 }
 
@@ -271,7 +278,7 @@ fn keyring_url(cli: &Cli) -> String {
 }
 
 fn keyring_store(cli: &Cli) -> Result<Arc<dyn KeyringStore>> {
-    Ok(secrets_manager::open_keyring(&keyring_url(cli))?)
+    cli.store.open(&keyring_url(cli))
 }
 
 fn load(cli: &Cli) -> Result<SecretsManager> {

@@ -74,13 +74,14 @@ impl Kek {
     /// The file cannot be read, or does not hold a key.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, EtcdError> {
         let path = path.as_ref();
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-            EtcdError::File {
-                what: "key-encryption key file",
-                path: path.to_owned(),
-                source,
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| EtcdError::File {
+                    what: "key-encryption key file",
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -252,7 +253,10 @@ impl Blob {
             .map_err(|e| format!("not a secrets-manager material record ({e})"))?;
         match (&blob.kek, &blob.token, &blob.plain) {
             (Some(_), Some(_), None) | (None, None, Some(_)) => Ok(blob),
-            _ => Err("not a secrets-manager material record (expected kek and token, or plain)".to_owned()),
+            _ => Err(
+                "not a secrets-manager material record (expected kek and token, or plain)"
+                    .to_owned(),
+            ),
         }
     }
 
@@ -335,7 +339,10 @@ mod tests {
             panic!("kind changed")
         };
         assert_eq!(password.expose_secret(), "sentinel-password");
-        assert_eq!((salt.as_str(), salt_hash.as_deref()), ("sentinel-salt", Some("abc123")));
+        assert_eq!(
+            (salt.as_str(), salt_hash.as_deref()),
+            ("sentinel-salt", Some("abc123"))
+        );
 
         let fernet = StoredKey::Fernet(Key::generate().to_base64().as_str().into());
         let stored = wrap("v2", &fernet, Some(&kek)).unwrap();
@@ -360,7 +367,9 @@ mod tests {
         assert!(e.contains("another") || e.contains("not v2"), "{e}");
         // A token forged under another key with this id is refused.
         let mut forged: serde_json::Value = serde_json::from_slice(&stored).unwrap();
-        let token = other.fernet.encrypt(b"{\"version\":\"v1\",\"fernet_key\":\"x\"}");
+        let token = other
+            .fernet
+            .encrypt(b"{\"version\":\"v1\",\"fernet_key\":\"x\"}");
         forged["token"] = token.into();
         let forged = serde_json::to_vec(&forged).unwrap();
         let e = Blob::parse(&forged)
@@ -388,7 +397,9 @@ mod tests {
         let b = Kek::from_base64(&format!("  {text}\n")).unwrap();
         assert_eq!(a.id(), b.id());
         assert_ne!(a.id(), Kek::generate().id());
-        let e = Kek::from_base64("not-a-key-but-secret").unwrap_err().to_string();
+        let e = Kek::from_base64("not-a-key-but-secret")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("not-a-key-but-secret"), "{e}");
     }
 }

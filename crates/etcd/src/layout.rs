@@ -190,9 +190,9 @@ fn invalid(origin: &Source, key: &str, problem: impl Into<String>) -> PersistErr
 fn version_name<'a>(origin: &Source, key: &str, name: &'a str) -> Result<&'a str, PersistError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'));
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+        });
     if ok {
         Ok(name)
     } else {
@@ -242,12 +242,24 @@ impl Raw {
                 records.push((create_revision, name.to_owned(), record));
             } else if let Some(name) = rest.strip_prefix(MATERIAL) {
                 let name = version_name(origin, &key, name)?.to_owned();
-                materials.insert(name, Rev { value, mod_revision });
+                materials.insert(
+                    name,
+                    Rev {
+                        value,
+                        mod_revision,
+                    },
+                );
             } else if let Some(name) = rest.strip_prefix(LIFECYCLE) {
                 let name = version_name(origin, &key, name)?.to_owned();
                 let value: Lifecycle = serde_json::from_slice(&value)
                     .map_err(|e| invalid(origin, &key, format!("not a lifecycle record ({e})")))?;
-                lifecycles.insert(name, Rev { value, mod_revision });
+                lifecycles.insert(
+                    name,
+                    Rev {
+                        value,
+                        mod_revision,
+                    },
+                );
             } else if rest == ACTIVE {
                 let name = text(origin, &key, &value)?;
                 version_name(origin, &key, &name)?;
@@ -369,7 +381,12 @@ impl Wrap<'_> {
     /// The KEK new material is wrapped under: the keyring's recorded one
     /// (which this process must hold), else this process's first; `None`
     /// for plaintext, when allowed.
-    fn choose(&self, raw: &Raw, origin: &Source, layout: &Layout) -> Result<Option<&Kek>, PersistError> {
+    fn choose(
+        &self,
+        raw: &Raw,
+        origin: &Source,
+        layout: &Layout,
+    ) -> Result<Option<&Kek>, PersistError> {
         match &raw.kek {
             Some(recorded) => match self.keks.iter().find(|k| k.id() == recorded.value) {
                 Some(kek) => Ok(Some(kek)),
@@ -486,7 +503,8 @@ pub(crate) fn plan(
     {
         let mut unit = Batch::default();
         let revision = raw.active.as_ref().map_or(0, |a| a.mod_revision);
-        unit.guards.push(Guard::ModRevision(layout.active(), revision));
+        unit.guards
+            .push(Guard::ModRevision(layout.active(), revision));
         unit.ops.push(Op::Put(
             layout.active(),
             Zeroizing::new(active.as_bytes().to_vec()),
@@ -502,7 +520,8 @@ pub(crate) fn plan(
         let after = Lifecycle::of(v);
         if after != before {
             let key = layout.key(LIFECYCLE, &r.name);
-            unit.guards.push(Guard::ModRevision(key.clone(), r.lifecycle_revision()));
+            unit.guards
+                .push(Guard::ModRevision(key.clone(), r.lifecycle_revision()));
             unit.ops.push(Op::Put(key, json(&after)));
         }
         // Destroyed: the material goes (also when an earlier writer left

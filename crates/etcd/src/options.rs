@@ -128,7 +128,18 @@ impl EtcdOptions {
     /// A variable with a bad value, or a file one names that cannot be
     /// read; the error names the variable, never its value.
     pub fn from_env() -> Result<Self, EtcdError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), with each variable's value from
+    /// `lookup` (a command line puts its flags in front of the
+    /// environment this way). Empty values count as unset.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EtcdError> {
+        let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let mut options = Self::new();
         if let Some(path) = var(env::KEK_FILE) {
             options = options.kek(Kek::from_file(path)?);
@@ -137,19 +148,19 @@ impl EtcdOptions {
         }
         if let Some(texts) = var(env::KEK_PREVIOUS).map(Zeroizing::new) {
             for text in texts.split(',').filter(|t| !t.trim().is_empty()) {
-                options = options.previous_kek(Kek::parse(text, &format!("${}", env::KEK_PREVIOUS))?);
+                options =
+                    options.previous_kek(Kek::parse(text, &format!("${}", env::KEK_PREVIOUS))?);
             }
         }
         if let Some(value) = var(env::ALLOW_PLAINTEXT) {
             options = options.allow_plaintext(parse_bool(&value, env::ALLOW_PLAINTEXT)?);
         }
         if let Some(value) = var(env::TIMEOUT) {
-            options = options.timeout(parse_duration(&value).map_err(|reason| {
-                EtcdError::Setting {
+            options =
+                options.timeout(parse_duration(&value).map_err(|reason| EtcdError::Setting {
                     setting: format!("${}", env::TIMEOUT),
                     reason,
-                }
-            })?);
+                })?);
         }
         if let Some(user) = var(env::USER) {
             let password = match (var(env::PASSWORD_FILE), var(env::PASSWORD)) {
@@ -264,7 +275,11 @@ impl EtcdOptions {
     /// A client certificate and its private key (PEM), for clusters that
     /// authenticate clients by certificate.
     #[must_use]
-    pub fn client_identity_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+    pub fn client_identity_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
         self.tls.cert = Some(cert.into());
         self.tls.key = Some(Zeroizing::new(key.into()));
         self
@@ -302,7 +317,10 @@ impl EtcdOptions {
             // such a member is cancelled and re-made elsewhere.
             .with_require_leader(true)
             // Notices a silently dead member within seconds.
-            .with_keep_alive(Duration::from_secs(2), self.timeout.min(Duration::from_secs(5)))
+            .with_keep_alive(
+                Duration::from_secs(2),
+                self.timeout.min(Duration::from_secs(5)),
+            )
             .with_keep_alive_while_idle(true);
         if let Some((name, password)) = &self.user {
             options = options
@@ -323,10 +341,7 @@ impl EtcdOptions {
                 .ca_certificate(etcd_client::Certificate::from_pem(ca.clone()));
             match (&self.tls.cert, &self.tls.key) {
                 (Some(cert), Some(key)) => {
-                    tls = tls.identity(etcd_client::Identity::from_pem(
-                        cert.clone(),
-                        &**key,
-                    ));
+                    tls = tls.identity(etcd_client::Identity::from_pem(cert.clone(), &**key));
                 }
                 (None, None) => {}
                 _ => {
@@ -422,8 +437,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (e.g. 5s, 500ms, 1m)"))?;
-    Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| format!("{text:?} is out of range"))
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is out of range"))
 }
 
 #[cfg(test)]
@@ -457,6 +471,58 @@ mod tests {
         assert!(!shown.contains("etcd-password-sentinel"), "{shown}");
         assert!(!shown.contains(c.to_base64().as_str()), "{shown}");
         assert!(shown.contains("app"));
+    }
+
+    #[test]
+    fn settings_come_from_the_lookup_and_errors_name_the_variable() {
+        let kek = Kek::generate();
+        let text = kek.to_base64().to_string();
+        let vars = |pairs: Vec<(&'static str, String)>| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.clone())
+            }
+        };
+        let o = EtcdOptions::from_lookup(vars(vec![
+            (env::KEK, text.clone()),
+            (env::TIMEOUT, "250ms".into()),
+            (env::ALLOW_PLAINTEXT, "yes".into()),
+            (env::USER, "app".into()),
+            (env::PASSWORD, "pw".into()),
+        ]))
+        .unwrap();
+        assert_eq!(o.keks()[0].id(), kek.id());
+        assert_eq!(o.timeout, Duration::from_millis(250));
+        assert!(o.allow_plaintext);
+        assert_eq!(o.user.as_ref().map(|u| u.0.as_str()), Some("app"));
+        for (name, value, says) in [
+            (
+                env::KEK,
+                "secret-but-no-key".to_owned(),
+                "SECRETS_MANAGER_KEK",
+            ),
+            (env::TIMEOUT, "soon".to_owned(), "SECRETS_MANAGER_TIMEOUT"),
+            (env::ALLOW_PLAINTEXT, "maybe".to_owned(), "true or false"),
+            (env::USER, "app".to_owned(), "needs a password"),
+            (env::CERT, "/c.pem".to_owned(), "needs both"),
+            (
+                env::KEK_FILE,
+                "/nonexistent/kek".to_owned(),
+                "/nonexistent/kek",
+            ),
+        ] {
+            let e = EtcdOptions::from_lookup(vars(vec![(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{name}: {e}");
+            assert!(!e.contains("secret-but-no-key"), "{e}");
+        }
+        assert!(
+            EtcdOptions::from_lookup(|_| Some(String::new())).is_ok(),
+            "empty is unset"
+        );
     }
 
     #[test]

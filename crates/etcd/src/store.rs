@@ -200,7 +200,10 @@ impl EtcdStore {
                     .iter()
                     .filter(|op| matches!(op, Op::Put(k, _) if *k != s.layout.kek()))
                     .count();
-                if self.commit(None, batch, "cannot re-wrap the keyring's material")?.is_some() {
+                if self
+                    .commit(None, batch, "cannot re-wrap the keyring's material")?
+                    .is_some()
+                {
                     rotation.rewrapped += materials;
                 } else {
                     lost = true;
@@ -224,7 +227,9 @@ impl EtcdStore {
                 let mut response = client
                     .get(range, Some(GetOptions::new().with_prefix()))
                     .await?;
-                let revision = response.header().map_or(0, etcd_client::ResponseHeader::revision);
+                let revision = response
+                    .header()
+                    .map_or(0, etcd_client::ResponseHeader::revision);
                 let kvs: Vec<Kv> = response
                     .take_kvs()
                     .into_iter()
@@ -262,7 +267,9 @@ impl EtcdStore {
             }
             for guard in &batch.guards {
                 compares.push(match guard {
-                    Guard::Absent(key) => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                    Guard::Absent(key) => {
+                        Compare::create_revision(key.clone(), CompareOp::Equal, 0)
+                    }
                     Guard::ModRevision(key, revision) => {
                         Compare::mod_revision(key.clone(), CompareOp::Equal, *revision)
                     }
@@ -279,7 +286,9 @@ impl EtcdStore {
             let txn = Txn::new().when(compares).and_then(ops);
             async move {
                 let response = client.txn(txn).await?;
-                let revision = response.header().map_or(0, etcd_client::ResponseHeader::revision);
+                let revision = response
+                    .header()
+                    .map_or(0, etcd_client::ResponseHeader::revision);
                 Ok(response.succeeded().then_some(revision))
             }
         })
@@ -365,7 +374,8 @@ impl EtcdStore {
                 format!(
                     "no answer from a quorum of the etcd cluster within {}{}",
                     show(timeout),
-                    last.map(|l| format!(" (last error: {l})")).unwrap_or_default()
+                    last.map(|l| format!(" (last error: {l})"))
+                        .unwrap_or_default()
                 ),
             )),
             Some(Err(Failure::Refused(message))) => Err(self.io_error(

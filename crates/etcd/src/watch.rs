@@ -101,11 +101,7 @@ async fn follow(mut f: Follow) {
     let mut failures: u32 = 0;
     loop {
         if failures > 0 {
-            let pause = conn::backoff(
-                failures,
-                Duration::from_millis(25),
-                Duration::from_secs(1),
-            );
+            let pause = conn::backoff(failures, Duration::from_millis(25), Duration::from_secs(1));
             tokio::select! {
                 _ = &mut f.stop => return,
                 () = tokio::time::sleep(pause) => {}
@@ -156,7 +152,9 @@ async fn follow(mut f: Follow) {
                 failures = 0;
                 if next.is_none() {
                     // Everything up to here is covered by one full read.
-                    let revision = response.header().map_or(0, etcd_client::ResponseHeader::revision);
+                    let revision = response
+                        .header()
+                        .map_or(0, etcd_client::ResponseHeader::revision);
                     next = Some(revision.saturating_add(1));
                     if f.events.send(Wake::Changed).is_err() {
                         return;

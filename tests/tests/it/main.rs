@@ -4,6 +4,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod dotenv_interop;
+mod etcd;
 mod fernet_interop;
 mod fernet_properties;
 mod fernet_vectors;
