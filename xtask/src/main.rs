@@ -9,7 +9,8 @@
 //!   spec's own files when those sit beside the checkout.
 //! - `fuzz [--seconds N] [TARGET...]`: run fuzz targets (all by default).
 //! - `bench [--quick]`: run the benchmarks and print ratios against the
-//!   peers and the bare primitives, all measured in the same run.
+//!   peers and the bare primitives, all measured in the same run, then a
+//!   rotation's propagation to 50 watching managers (file and etcd).
 //! - `crash [--rounds N]`: kill rotations at random moments N times and
 //!   check the keyring file after each.
 
@@ -49,7 +50,8 @@ commands:
                             clippy, tests, docs, vector drift, fuzz smoke (20 s each)
   vectors [--check]         regenerate tests/data vectors with Python (or check for drift)
   fuzz [--seconds N] [T..]  run fuzz targets (default: all, 60 s each)
-  bench [--quick]           run benchmarks and print ratios against the peers
+  bench [--quick]           run benchmarks and print ratios against the peers, and
+                            the propagation of a rotation (file, etcd) as p50/p99
   crash [--rounds N]        kill rotations at random moments N times (default 500)
 ";
 
