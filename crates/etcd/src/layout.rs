@@ -18,6 +18,7 @@
 //! read. A lost guard means: read again, edit again.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use secrets_manager_persist::{
     Keyring, PersistError, Source, StoredKey, StoredState, StoredVersion,
@@ -174,6 +175,11 @@ pub(crate) struct Raw {
     pub(crate) kek: Option<Rev<String>>,
 }
 
+/// Material unwrapped by the last read, by version, with the stored bytes
+/// it came from: a watcher reads the whole keyring at every change, and
+/// unchanged bytes need no second unwrapping.
+pub(crate) type Unwrapped = Mutex<HashMap<String, (Zeroizing<Vec<u8>>, StoredKey)>>;
+
 /// A key-value pair as read: key, value, `create_revision`, `mod_revision`.
 pub(crate) type Kv = (String, Zeroizing<Vec<u8>>, i64, i64);
 
@@ -298,7 +304,9 @@ impl Raw {
         layout: &Layout,
         origin: &Source,
         keks: &[Kek],
+        cache: &Unwrapped,
     ) -> Result<Keyring, PersistError> {
+        let mut seen = HashMap::with_capacity(self.versions.len());
         let mut keyring = Keyring::new(origin.clone());
         for v in &self.versions {
             let state = v.state();
@@ -309,9 +317,19 @@ impl Raw {
                 let material = v.material.as_ref().ok_or_else(|| {
                     invalid(origin, &key, "is missing: the version has no key material")
                 })?;
-                let stored = Blob::parse(&material.value)
-                    .and_then(|blob| blob.unwrap(&v.name, keks))
-                    .map_err(|problem| invalid(origin, &key, problem))?;
+                let cached = cache
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&v.name)
+                    .filter(|(bytes, _)| *bytes == material.value)
+                    .map(|(_, stored)| stored.clone());
+                let stored = match cached {
+                    Some(stored) => stored,
+                    None => Blob::parse(&material.value)
+                        .and_then(|blob| blob.unwrap(&v.name, keks))
+                        .map_err(|problem| invalid(origin, &key, problem))?,
+                };
+                seen.insert(v.name.clone(), (material.value.clone(), stored.clone()));
                 let kind = match stored {
                     StoredKey::Password { .. } => Kind::Password,
                     _ => Kind::Fernet,
@@ -343,6 +361,9 @@ impl Raw {
                 .set_active(active)
                 .map_err(|e| invalid(origin, &layout.active(), e.to_string()))?;
         }
+        // Only what this read holds stays: a destroyed version's material
+        // leaves memory here too.
+        *cache.lock().unwrap_or_else(PoisonError::into_inner) = seen;
         Ok(keyring)
     }
 }

@@ -55,6 +55,7 @@ pub(crate) struct Shared {
     pub(crate) options: EtcdOptions,
     pub(crate) connector: Arc<Connector>,
     pub(crate) runtime: Runtime,
+    unwrapped: layout::Unwrapped,
 }
 
 impl fmt::Debug for EtcdStore {
@@ -117,6 +118,7 @@ impl EtcdStore {
                 address,
                 options,
                 runtime,
+                unwrapped: layout::Unwrapped::default(),
             }),
         })
     }
@@ -409,7 +411,7 @@ impl KeyringStore for EtcdStore {
     fn read(&self) -> Result<Keyring, PersistError> {
         let s = &self.shared;
         self.read_raw()?
-            .keyring(&s.layout, &s.origin, &s.options.keks)
+            .keyring(&s.layout, &s.origin, &s.options.keks, &s.unwrapped)
     }
 
     fn update(
@@ -424,7 +426,7 @@ impl KeyringStore for EtcdStore {
         let mut conflicts = 0;
         loop {
             let raw = self.read_raw()?;
-            let mut keyring = raw.keyring(&s.layout, &s.origin, &s.options.keks)?;
+            let mut keyring = raw.keyring(&s.layout, &s.origin, &s.options.keks, &s.unwrapped)?;
             edit(&mut keyring)?;
             let batches = layout::plan(&raw, &keyring, &s.layout, &s.origin, wrap)?;
             if batches.is_empty() {
