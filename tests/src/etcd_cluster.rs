@@ -56,6 +56,144 @@ pub fn etcd_available() -> bool {
     false
 }
 
+/// Certificates for a TLS cluster, made with `openssl`: a CA, the server's
+/// (for 127.0.0.1) and a client's, each key beside its certificate.
+#[derive(Debug)]
+pub struct Tls {
+    /// The CA certificate (PEM).
+    pub ca: PathBuf,
+    /// The server certificate and key.
+    pub server: (PathBuf, PathBuf),
+    /// A client certificate and key the cluster accepts.
+    pub client: (PathBuf, PathBuf),
+}
+
+impl Tls {
+    /// Makes the certificates in `dir`. `None` without `openssl` (outside
+    /// CI).
+    ///
+    /// # Panics
+    ///
+    /// When `openssl` fails, or is missing under CI.
+    #[must_use]
+    pub fn generate(dir: &Path) -> Option<Self> {
+        let openssl = |args: &[&str]| {
+            Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+        };
+        if openssl(&["version"]).is_err() {
+            assert!(
+                !in_ci(),
+                "openssl is not installed: CI must run the TLS tests"
+            );
+            eprintln!("skipping: openssl is not installed");
+            return None;
+        }
+        std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("a file");
+        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("a file");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let steps: Vec<Vec<&str>> = vec![
+            [
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=secrets-manager test CA",
+                ],
+            ]
+            .concat(),
+            [
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+            [
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "client.key",
+                    "-out",
+                    "client.csr",
+                    "-subj",
+                    "/CN=client",
+                ],
+            ]
+            .concat(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "client.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "client.ext",
+            ],
+        ];
+        for step in steps {
+            let out = openssl(&step).expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {step:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Some(Self {
+            ca: dir.join("ca.pem"),
+            server: (dir.join("server.pem"), dir.join("server.key")),
+            client: (dir.join("client.pem"), dir.join("client.key")),
+        })
+    }
+}
+
 struct Member {
     name: String,
     client: u16,
@@ -67,6 +205,10 @@ struct Member {
 pub struct Cluster {
     dir: tempfile::TempDir,
     members: Vec<Member>,
+    /// Client connections over TLS, with client certificates required.
+    tls: Option<Tls>,
+    /// `etcdctl --user` once authentication is on.
+    root: Option<String>,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -99,6 +241,22 @@ impl Cluster {
     /// printed).
     #[must_use]
     pub fn start(size: usize) -> Option<Self> {
+        Self::start_with(size, false)
+    }
+
+    /// One member serving clients over TLS only, with client certificates
+    /// required (see [`tls`](Self::tls)). `None` without etcd or openssl
+    /// (outside CI).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    #[must_use]
+    pub fn start_tls() -> Option<Self> {
+        Self::start_with(1, true)
+    }
+
+    fn start_with(size: usize, tls: bool) -> Option<Self> {
         if !etcd_available() {
             return None;
         }
@@ -116,9 +274,18 @@ impl Cluster {
                 child: None,
             })
             .collect();
+        let tls = if tls {
+            let certs = dir.path().join("certs");
+            std::fs::create_dir(&certs).expect("a directory");
+            Some(Tls::generate(&certs)?)
+        } else {
+            None
+        };
         let mut cluster = Self {
             dir,
             members,
+            tls,
+            root: None,
             _turn: turn,
         };
         for i in 0..size {
@@ -157,17 +324,32 @@ impl Cluster {
             .expect("a log file");
         let err = log.try_clone().expect("a log file");
         let m = &self.members[i];
-        let child = Command::new(etcd())
+        let mut command = Command::new(etcd());
+        let scheme = match &self.tls {
+            Some(tls) => {
+                command
+                    .arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(&tls.ca)
+                    .arg("--cert-file")
+                    .arg(&tls.server.0)
+                    .arg("--key-file")
+                    .arg(&tls.server.1);
+                "https"
+            }
+            None => "http",
+        };
+        let child = command
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
             .arg(self.dir.path().join(&m.name))
             .arg(format!(
-                "--listen-client-urls=http://127.0.0.1:{}",
+                "--listen-client-urls={scheme}://127.0.0.1:{}",
                 m.client
             ))
             .arg(format!(
-                "--advertise-client-urls=http://127.0.0.1:{}",
+                "--advertise-client-urls={scheme}://127.0.0.1:{}",
                 m.client
             ))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", m.peer))
@@ -243,8 +425,16 @@ impl Cluster {
         self.wait_healthy();
     }
 
-    /// Whether a member's `/health` says so.
-    fn healthy(port: u16) -> bool {
+    /// Whether a member's `/health` says so (for TLS members, whether
+    /// `etcdctl endpoint health` does).
+    fn healthy(&self, port: u16) -> bool {
+        if self.tls.is_some() {
+            let endpoint = format!("--endpoints=127.0.0.1:{port}");
+            return self
+                .etcdctl_raw(&[&endpoint, "endpoint", "health"])
+                .status
+                .success();
+        }
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
             return false;
         };
@@ -269,7 +459,7 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let running: Vec<&Member> = self.members.iter().filter(|m| m.child.is_some()).collect();
-            if running.iter().all(|m| Self::healthy(m.client)) {
+            if running.iter().all(|m| self.healthy(m.client)) {
                 return;
             }
             if Instant::now() > deadline {
@@ -295,12 +485,70 @@ impl Cluster {
             .filter(|m| m.child.is_some())
             .map(|m| format!("127.0.0.1:{}", m.client))
             .collect();
-        Command::new(etcdctl())
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", endpoints.join(",")))
-            .args(args)
-            .output()
-            .expect("etcdctl runs")
+        let endpoints = format!("--endpoints={}", endpoints.join(","));
+        let mut all = vec![endpoints.as_str()];
+        all.extend_from_slice(args);
+        self.etcdctl_raw(&all)
+    }
+
+    /// `etcdctl` with the cluster's certificates and root user, if any.
+    fn etcdctl_raw(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(etcdctl());
+        command.env("ETCDCTL_API", "3");
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--cacert={}", tls.ca.display()))
+                .arg(format!("--cert={}", tls.client.0.display()))
+                .arg(format!("--key={}", tls.client.1.display()));
+        }
+        if let Some(root) = &self.root {
+            command.arg(format!("--user={root}"));
+        }
+        command.args(args).output().expect("etcdctl runs")
+    }
+
+    /// The certificates of a TLS cluster.
+    #[must_use]
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// Turns on etcd's authentication: a root user, and `user` with
+    /// `password` allowed to read and write under `/<prefix>/` only.
+    ///
+    /// # Panics
+    ///
+    /// When `etcdctl` fails.
+    pub fn enable_auth(&mut self, user: &str, password: &str, prefix: &str) {
+        let range = format!("/{prefix}/");
+        let root = format!("root:{}", crate::to_hex(&[0x5a; 12]));
+        let user_pw = format!("{user}:{password}");
+        for args in [
+            vec!["user", "add", root.as_str()],
+            vec!["user", "grant-role", "root", "root"],
+            vec!["role", "add", "keyring"],
+            vec![
+                "role",
+                "grant-permission",
+                "keyring",
+                "--prefix=true",
+                "readwrite",
+                range.as_str(),
+            ],
+            vec!["user", "add", user_pw.as_str()],
+            vec!["user", "grant-role", user, "keyring"],
+            vec!["auth", "enable"],
+        ] {
+            let out = self.etcdctl(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // etcd 3.4 gives the root user its role itself.
+            let harmless = stderr.contains("already granted") || stderr.contains("already exists");
+            assert!(
+                out.status.success() || harmless,
+                "etcdctl {args:?}: {stderr}"
+            );
+        }
+        self.root = Some(root);
     }
 
     /// Everything the cluster holds, as `etcdctl get --prefix ""` prints it.

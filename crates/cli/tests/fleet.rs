@@ -397,3 +397,87 @@ fn a_stopped_cluster_makes_commands_fail_within_the_timeout() {
         "a bad duration is a usage error"
     );
 }
+
+#[test]
+fn tls_and_etcd_user_flags_and_their_variables() {
+    let Some(mut cluster) = Cluster::start_tls() else {
+        return;
+    };
+    let fleet = Fleet::new();
+    let kek = fleet.kek("kek");
+    let tls = cluster.tls().unwrap();
+    let (ca, cert, key) = (
+        s(&tls.ca).to_owned(),
+        s(&tls.client.0).to_owned(),
+        s(&tls.client.1).to_owned(),
+    );
+    cluster.enable_auth("app", "app-password-sentinel", "secure");
+    let password = fleet.path("password");
+    std::fs::write(&password, "app-password-sentinel\n").unwrap();
+    let wrong = fleet.path("wrong");
+    std::fs::write(&wrong, "wrong-password-sentinel\n").unwrap();
+    let url = cluster.url("secure");
+    let flags = |password: &Path| -> Vec<String> {
+        [
+            "--keyring",
+            &url,
+            "--kek-file",
+            s(&kek),
+            "--timeout",
+            "2s",
+            "--etcd-cacert",
+            &ca,
+            "--etcd-cert",
+            &cert,
+            "--etcd-key",
+            &key,
+            "--etcd-user",
+            "app",
+            "--etcd-password-file",
+            s(password),
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect()
+    };
+    let with = |args: &[String], more: &[&str]| -> Vec<String> {
+        args.iter()
+            .cloned()
+            .chain(more.iter().map(|m| (*m).to_owned()))
+            .collect()
+    };
+    let run = |v: Vec<String>| {
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        fleet.run(&v, b"")
+    };
+    let out = run(with(&flags(&password), &["init"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(with(&flags(&password), &["status"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("active: v1"));
+
+    let line = one_error_line(&["status"], &run(with(&flags(&wrong), &["status"])));
+    assert!(line.contains("authentication failed"), "{line}");
+    assert!(!line.contains("sentinel"), "{line}");
+
+    // The same settings from the environment.
+    let mut c = fleet.cmd(&["--keyring", &url, "status"]);
+    c.env("SECRETS_MANAGER_KEK_FILE", &kek)
+        .env("SECRETS_MANAGER_ETCD_CACERT", &ca)
+        .env("SECRETS_MANAGER_ETCD_CERT", &cert)
+        .env("SECRETS_MANAGER_ETCD_KEY", &key)
+        .env("SECRETS_MANAGER_ETCD_USER", "app")
+        .env("SECRETS_MANAGER_ETCD_PASSWORD", "app-password-sentinel");
+    let out = c.output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("active: v1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A user with no password is a mistake, said at once.
+    let line = fleet.fails(&["--keyring", &url, "--etcd-user", "app", "status"], b"");
+    assert!(line.contains("needs a password"), "{line}");
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use secrets_manager::etcd::{EtcdOptions, EtcdStore, Kek};
 use secrets_manager::persist::{KeyringStore, StoredKey, StoredState, StoredVersion};
 use secrets_manager::{Error, SecretsConfig, SecretsManager};
-use secrets_manager_tests::etcd_cluster::Cluster;
+use secrets_manager_tests::etcd_cluster::{Cluster, Tls};
 
 fn store(cluster: &Cluster, prefix: &str, options: EtcdOptions) -> Arc<EtcdStore> {
     Arc::new(EtcdStore::open(&cluster.url(prefix), options).unwrap())
@@ -509,4 +509,66 @@ fn the_store_can_be_used_from_inside_a_tokio_runtime_and_dropped_there() {
         });
     });
     caller.join().unwrap();
+}
+
+#[test]
+fn tls_with_client_certificates_and_etcd_users() {
+    let Some(mut cluster) = Cluster::start_tls() else {
+        return;
+    };
+    let tls = cluster.tls().unwrap();
+    let (ca, cert, key) = (tls.ca.clone(), tls.client.0.clone(), tls.client.1.clone());
+    let kek = Kek::generate();
+    let short = |o: EtcdOptions| o.timeout(Duration::from_secs(1));
+    let secure = || {
+        with_kek(&kek)
+            .ca_certificate_file(&ca)
+            .unwrap()
+            .client_identity_files(&cert, &key)
+            .unwrap()
+    };
+    let s = store(&cluster, "tls", secure());
+    init(&s, "first", b"salt");
+    assert_eq!(s.read().unwrap().versions().len(), 1);
+
+    // No client certificate, no TLS, or another CA: no keyring.
+    let no_identity = short(with_kek(&kek).ca_certificate_file(&ca).unwrap());
+    let other_ca = tempfile::tempdir().unwrap();
+    let other = Tls::generate(other_ca.path()).unwrap();
+    let wrong_ca = short(secure().ca_certificate_file(&other.ca).unwrap());
+    for options in [no_identity, short(with_kek(&kek)), wrong_ca] {
+        let e = store(&cluster, "tls", options)
+            .read()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("etcd://"), "{e}");
+    }
+
+    // etcd's users: the right password reads, writes and watches; a wrong
+    // one is refused without being shown; a prefix the user may not read
+    // is refused.
+    cluster.enable_auth("app", "app-password-sentinel", "authz");
+    let user = |password: &str| secure().user("app", password);
+    let s = store(&cluster, "authz", user("app-password-sentinel"));
+    init(&s, "first", b"salt");
+    let watcher = manager(&store(&cluster, "authz", user("app-password-sentinel")));
+    let _watch = watcher.watch().unwrap();
+    manager(&s)
+        .rotate_to_new_version("v2", "second")
+        .apply()
+        .unwrap();
+    eventually("v2 through TLS and a user", || {
+        watcher.active_version() == "v2"
+    });
+    let e = store(&cluster, "authz", short(user("wrong-password-sentinel")))
+        .read()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("authentication failed"), "{e}");
+    assert!(!e.contains("password-sentinel"), "{e}");
+    let e = store(&cluster, "elsewhere", short(user("app-password-sentinel")))
+        .read()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("permission denied"), "{e}");
 }
