@@ -121,7 +121,7 @@ impl EtcdOptions {
         }
     }
 
-    /// The settings in the environment (see [`env`]).
+    /// The settings in the environment (see [`env`](mod@env)).
     ///
     /// # Errors
     ///
