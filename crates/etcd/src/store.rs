@@ -408,10 +408,22 @@ impl KeyringStore for EtcdStore {
         self.shared.origin.clone()
     }
 
+    /// Reads the keyring; a prefix with nothing under it is an error, as
+    /// a missing file is (writing creates the keyring).
     fn read(&self) -> Result<Keyring, PersistError> {
         let s = &self.shared;
-        self.read_raw()?
-            .keyring(&s.layout, &s.origin, &s.options.keks, &s.unwrapped)
+        let raw = self.read_raw()?;
+        if raw.versions.is_empty() && raw.active.is_none() {
+            return Err(self.io_error(
+                "cannot read the keyring",
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "no keyring under {}: create one with `secrets-manager init`, or copy one there with `copy --to`",
+                    s.layout.range()
+                ),
+            ));
+        }
+        raw.keyring(&s.layout, &s.origin, &s.options.keks, &s.unwrapped)
     }
 
     fn update(

@@ -431,6 +431,8 @@ fn material_is_written_in_the_clear_only_when_allowed() {
         return;
     };
     let none = store(&cluster, "plain", EtcdOptions::new());
+    let e = none.read().unwrap_err().to_string();
+    assert!(e.contains("no keyring under /plain/"), "{e}");
     let attempt = SecretsManager::new(
         SecretsConfig::builder()
             .key("v1", "plain-sentinel", b"salt")
