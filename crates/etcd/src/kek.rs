@@ -146,10 +146,15 @@ struct Material {
     salt_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fernet_key: Option<String>,
+    /// The version's own PBKDF2 count, bound to its material: the version
+    /// record beside it cannot be swapped for one with another count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[zeroize(skip)]
+    iterations: Option<u32>,
 }
 
 impl Material {
-    fn new(version: &str, key: &StoredKey) -> Result<Self, String> {
+    fn new(version: &str, key: &StoredKey, iterations: Option<u32>) -> Result<Self, String> {
         let (password, salt, salt_hash, fernet_key) = match key {
             StoredKey::Password {
                 password,
@@ -174,15 +179,22 @@ impl Material {
             salt,
             salt_hash,
             fernet_key,
+            iterations,
         })
     }
 
-    fn key(&self, version: &str) -> Result<StoredKey, String> {
+    fn key(&self, version: &str, iterations: Option<u32>) -> Result<StoredKey, String> {
         if self.version != version {
             return Err(format!(
                 "holds the material of version {:?}, not {version}: moved by hand, or tampered with",
                 printable(&self.version)
             ));
+        }
+        if self.iterations != iterations {
+            return Err(
+                "was wrapped with another iteration count than the version record says: tampered with"
+                    .to_owned(),
+            );
         }
         match (&self.password, &self.salt, &self.fernet_key) {
             (Some(password), Some(salt), None) => Ok(StoredKey::Password {
@@ -218,9 +230,10 @@ fn printable(name: &str) -> String {
 pub(crate) fn wrap(
     version: &str,
     key: &StoredKey,
+    iterations: Option<u32>,
     kek: Option<&Kek>,
 ) -> Result<Zeroizing<Vec<u8>>, String> {
-    let material = Material::new(version, key)?;
+    let material = Material::new(version, key, iterations)?;
     let blob = match kek {
         Some(kek) => Blob {
             kek: Some(kek.id.clone()),
@@ -267,8 +280,14 @@ impl Blob {
         }
     }
 
-    /// The material, unwrapped with the held KEK of the blob's id.
-    pub(crate) fn unwrap(&self, version: &str, keks: &[Kek]) -> Result<StoredKey, String> {
+    /// The material, unwrapped with the held KEK of the blob's id; it must
+    /// have been wrapped for `version` with `iterations`.
+    pub(crate) fn unwrap(
+        &self,
+        version: &str,
+        iterations: Option<u32>,
+        keks: &[Kek],
+    ) -> Result<StoredKey, String> {
         match (&self.kek, &self.token, &self.plain) {
             (Some(id), Some(token), _) => {
                 let kek = keks.iter().find(|k| &k.id == id).ok_or_else(|| {
@@ -285,9 +304,9 @@ impl Blob {
                 })?;
                 let material: Material = serde_json::from_slice(&json)
                     .map_err(|_| "unwraps to something that is not key material".to_owned())?;
-                material.key(version)
+                material.key(version, iterations)
             }
-            (None, None, Some(material)) => material.key(version),
+            (None, None, Some(material)) => material.key(version, iterations),
             _ => Err("not a secrets-manager material record".to_owned()),
         }
     }
@@ -322,7 +341,7 @@ mod tests {
     #[test]
     fn wrapped_material_round_trips_and_shows_nothing() {
         let kek = Kek::generate();
-        let stored = wrap("v1", &password(), Some(&kek)).unwrap();
+        let stored = wrap("v1", &password(), Some(100_000), Some(&kek)).unwrap();
         let shown = text(&stored);
         for secret in ["sentinel-password", "sentinel-salt", "abc123"] {
             assert!(!shown.contains(secret), "{shown}");
@@ -334,7 +353,9 @@ mod tests {
             password,
             salt,
             salt_hash,
-        } = blob.unwrap("v1", std::slice::from_ref(&kek)).unwrap()
+        } = blob
+            .unwrap("v1", Some(100_000), std::slice::from_ref(&kek))
+            .unwrap()
         else {
             panic!("kind changed")
         };
@@ -345,8 +366,11 @@ mod tests {
         );
 
         let fernet = StoredKey::Fernet(Key::generate().to_base64().as_str().into());
-        let stored = wrap("v2", &fernet, Some(&kek)).unwrap();
-        let back = Blob::parse(&stored).unwrap().unwrap("v2", &[kek]).unwrap();
+        let stored = wrap("v2", &fernet, None, Some(&kek)).unwrap();
+        let back = Blob::parse(&stored)
+            .unwrap()
+            .unwrap("v2", None, &[kek])
+            .unwrap();
         assert!(matches!(back, StoredKey::Fernet(_)));
     }
 
@@ -354,16 +378,28 @@ mod tests {
     fn unwrapping_needs_the_right_key_and_version() {
         let kek = Kek::generate();
         let other = Kek::generate();
-        let stored = wrap("v1", &password(), Some(&kek)).unwrap();
+        let stored = wrap("v1", &password(), Some(100_000), Some(&kek)).unwrap();
         let blob = Blob::parse(&stored).unwrap();
-        let e = blob.unwrap("v1", std::slice::from_ref(&other)).unwrap_err();
+        let e = blob
+            .unwrap("v1", Some(100_000), std::slice::from_ref(&other))
+            .unwrap_err();
         assert!(e.contains(kek.id()) && e.contains(other.id()), "{e}");
-        let e = blob.unwrap("v1", &[]).unwrap_err();
+        let e = blob.unwrap("v1", Some(100_000), &[]).unwrap_err();
         assert!(e.contains("SECRETS_MANAGER_KEK"), "{e}");
         // Both held: the blob's id picks the key.
-        assert!(blob.unwrap("v1", &[other.clone(), kek.clone()]).is_ok());
+        assert!(
+            blob.unwrap("v1", Some(100_000), &[other.clone(), kek.clone()])
+                .is_ok()
+        );
+        // Another iteration count in the version record is refused.
+        let e = blob
+            .unwrap("v1", Some(1), std::slice::from_ref(&kek))
+            .unwrap_err();
+        assert!(e.contains("iteration count"), "{e}");
         // Material moved to another version's key is refused.
-        let e = blob.unwrap("v2", std::slice::from_ref(&kek)).unwrap_err();
+        let e = blob
+            .unwrap("v2", Some(100_000), std::slice::from_ref(&kek))
+            .unwrap_err();
         assert!(e.contains("another") || e.contains("not v2"), "{e}");
         // A token forged under another key with this id is refused.
         let mut forged: serde_json::Value = serde_json::from_slice(&stored).unwrap();
@@ -374,17 +410,17 @@ mod tests {
         let forged = serde_json::to_vec(&forged).unwrap();
         let e = Blob::parse(&forged)
             .unwrap()
-            .unwrap("v1", &[kek])
+            .unwrap("v1", Some(100_000), &[kek])
             .unwrap_err();
         assert!(e.contains("tampered"), "{e}");
     }
 
     #[test]
     fn plaintext_blobs_say_so() {
-        let stored = wrap("v1", &password(), None).unwrap();
+        let stored = wrap("v1", &password(), Some(100_000), None).unwrap();
         let blob = Blob::parse(&stored).unwrap();
         assert_eq!(blob.wrapping(), Wrapping::Plain);
-        assert!(blob.unwrap("v1", &[]).is_ok());
+        assert!(blob.unwrap("v1", Some(100_000), &[]).is_ok());
         for bad in [&b"{}"[..], b"[]", b"{\"kek\":\"x\"}", b"not json"] {
             assert!(Blob::parse(bad).is_err());
         }

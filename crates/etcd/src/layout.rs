@@ -326,7 +326,7 @@ impl Raw {
                 let stored = match cached {
                     Some(stored) => stored,
                     None => Blob::parse(&material.value)
-                        .and_then(|blob| blob.unwrap(&v.name, keks))
+                        .and_then(|blob| blob.unwrap(&v.name, v.record.iterations, keks))
                         .map_err(|problem| invalid(origin, &key, problem))?,
                 };
                 seen.insert(v.name.clone(), (material.value.clone(), stored.clone()));
@@ -503,7 +503,7 @@ pub(crate) fn plan(
                 ));
                 kek_recorded = true;
             }
-            let value = kek::wrap(&v.name, key, kek)
+            let value = kek::wrap(&v.name, key, record.iterations, kek)
                 .map_err(|problem| invalid(origin, &layout.key(MATERIAL, &v.name), problem))?;
             unit.ops.push(Op::Put(layout.key(MATERIAL, &v.name), value));
         }
@@ -613,9 +613,10 @@ pub(crate) fn rewrap_plan(
         let mut readable: Vec<Kek> = keks.to_vec();
         readable.push(new.clone());
         let stored = blob
-            .unwrap(&v.name, &readable)
+            .unwrap(&v.name, v.record.iterations, &readable)
             .map_err(|p| invalid(origin, &key, p))?;
-        let value = kek::wrap(&v.name, &stored, Some(new)).map_err(|p| invalid(origin, &key, p))?;
+        let value = kek::wrap(&v.name, &stored, v.record.iterations, Some(new))
+            .map_err(|p| invalid(origin, &key, p))?;
         units.push(Batch {
             guards: vec![Guard::ModRevision(key.clone(), material.mod_revision)],
             ops: vec![Op::Put(key, value)],

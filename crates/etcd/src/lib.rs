@@ -39,7 +39,8 @@
 //! - **No secret in the clear.** Passwords, salts, salt hashes and Fernet
 //!   keys are wrapped in a Fernet token under a key-encryption key
 //!   ([`Kek`]) before they reach etcd, with the KEK's id beside them and
-//!   the version's name inside them; writing them unwrapped needs
+//!   the version's name and iteration count inside them; writing them
+//!   unwrapped needs
 //!   [`EtcdOptions::allow_plaintext`]. A KEK can be replaced
 //!   ([`EtcdStore::rotate_kek`]) while readers hold both.
 //! - **Synchronous and runtime-agnostic.** The store owns a tokio runtime
