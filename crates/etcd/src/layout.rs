@@ -169,7 +169,7 @@ impl RawVersion {
 #[derive(Debug)]
 pub(crate) struct Raw {
     pub(crate) revision: i64,
-    /// In the order they were created.
+    /// In the order they were created (by name within one transaction).
     pub(crate) versions: Vec<RawVersion>,
     pub(crate) active: Option<Rev<String>>,
     pub(crate) kek: Option<Rev<String>>,
@@ -280,7 +280,9 @@ impl Raw {
                 });
             }
         }
-        records.sort_by_key(|(created, _, _)| *created);
+        // The order they were added in; versions added by one transaction
+        // share a revision and go by name.
+        records.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let versions = records
             .into_iter()
             .map(|(_, name, record)| RawVersion {
@@ -634,4 +636,284 @@ pub(crate) fn rewrap_plan(
         }
     }
     Ok((batches, rewrapped))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn origin() -> Source {
+        Source::Store("etcd://h:1/app".into())
+    }
+
+    fn layout() -> Layout {
+        Layout::new("/app")
+    }
+
+    fn fernet() -> StoredKey {
+        StoredKey::Fernet(
+            secrets_manager_fernet::Key::generate()
+                .to_base64()
+                .as_str()
+                .into(),
+        )
+    }
+
+    /// Applies batches to an in-memory store, as etcd would (guards
+    /// included), at increasing revisions.
+    #[derive(Default)]
+    struct Memory {
+        revision: i64,
+        kvs: HashMap<String, (Zeroizing<Vec<u8>>, i64, i64)>,
+    }
+
+    impl Memory {
+        fn raw(&self) -> Raw {
+            let kvs = self
+                .kvs
+                .iter()
+                .map(|(k, (v, c, m))| (k.clone(), v.clone(), *c, *m))
+                .collect();
+            Raw::parse(&layout(), &origin(), self.revision, kvs).unwrap()
+        }
+
+        fn apply(&mut self, read: i64, batch: &Batch) -> bool {
+            let changed_since = self.kvs.values().any(|(_, _, m)| *m > read);
+            let guards = batch.guards.iter().all(|g| match g {
+                Guard::Absent(k) => !self.kvs.contains_key(k),
+                Guard::ModRevision(k, r) => self.kvs.get(k).map_or(0, |(_, _, m)| *m) == *r,
+            });
+            if changed_since || !guards {
+                return false;
+            }
+            self.revision += 1;
+            for op in &batch.ops {
+                match op {
+                    Op::Put(k, v) => {
+                        let created = self.kvs.get(k).map_or(self.revision, |(_, c, _)| *c);
+                        self.kvs
+                            .insert(k.clone(), (v.clone(), created, self.revision));
+                    }
+                    Op::Delete(k) => {
+                        self.kvs.remove(k);
+                    }
+                }
+            }
+            true
+        }
+
+        fn write(
+            &mut self,
+            keks: &[Kek],
+            edit: impl FnOnce(&mut Keyring) -> Result<(), PersistError>,
+        ) -> Result<usize, PersistError> {
+            let raw = self.raw();
+            let mut keyring = raw.keyring(&layout(), &origin(), keks, &Unwrapped::default())?;
+            edit(&mut keyring)?;
+            let wrap = Wrap {
+                keks,
+                allow_plaintext: false,
+            };
+            let batches = plan(&raw, &keyring, &layout(), &origin(), wrap)?;
+            let mut read = raw.revision;
+            for b in &batches {
+                assert!(self.apply(read, b), "no one else writes here");
+                read = self.revision;
+            }
+            Ok(batches.len())
+        }
+
+        fn keyring(&self, keks: &[Kek]) -> Keyring {
+            self.raw()
+                .keyring(&layout(), &origin(), keks, &Unwrapped::default())
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn writes_round_trip_through_the_layout() {
+        let kek = Kek::generate();
+        let keks = std::slice::from_ref(&kek);
+        let mut m = Memory::default();
+        m.write(keks, |k| {
+            k.add(
+                StoredVersion::new(
+                    "v1",
+                    StoredKey::Password {
+                        password: "pw".into(),
+                        salt: "c2FsdA==".into(),
+                        salt_hash: None,
+                    },
+                )
+                .with_iterations(Some(1_000))
+                .with_activated_at(Some(10)),
+            )?;
+            k.add(StoredVersion::new("v2", fernet()))?;
+            k.add(StoredVersion::tombstone("v0"))?;
+            k.set_active("v1")
+        })
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&m.kvs["/app/kek"].0).unwrap(),
+            kek.id(),
+            "the first wrapped write records its KEK"
+        );
+        let k = m.keyring(keks);
+        let names: Vec<&str> = k.versions().iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["v0", "v1", "v2"], "one transaction: by name");
+        assert_eq!(k.active(), Some("v1"));
+        assert_eq!(k.get("v1").unwrap().iterations, Some(1_000));
+        assert_eq!(k.get("v1").unwrap().activated_at, Some(10));
+        assert_eq!(k.get("v0").unwrap().state, StoredState::Destroyed);
+
+        // Lifecycle: v2 active, v1 retired then destroyed (material gone).
+        m.write(keks, |k| {
+            k.set_active_at("v2", Some(20))?;
+            k.retire("v1").map(drop)
+        })
+        .unwrap();
+        m.write(keks, |k| k.destroy("v1").map(drop)).unwrap();
+        assert!(!m.kvs.contains_key("/app/material/v1"));
+        let k = m.keyring(keks);
+        assert_eq!(k.active(), Some("v2"));
+        assert_eq!(k.get("v2").unwrap().activated_at, Some(20));
+        assert_eq!(k.get("v1").unwrap().state, StoredState::Destroyed);
+        // Nothing changed: nothing to write.
+        assert_eq!(m.write(keks, |_| Ok(())).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_stale_plan_loses_every_guard() {
+        let keks = [Kek::generate()];
+        let mut m = Memory::default();
+        m.write(&keks, |k| {
+            k.add(StoredVersion::new("v1", fernet()))?;
+            k.set_active("v1")
+        })
+        .unwrap();
+        let stale = m.raw();
+        let mut edited = m.keyring(&keks);
+        edited.add(StoredVersion::new("mine", fernet())).unwrap();
+        let wrap = Wrap {
+            keks: &keks,
+            allow_plaintext: false,
+        };
+        let batches = plan(&stale, &edited, &layout(), &origin(), wrap).unwrap();
+        // Someone else adds the same name first.
+        m.write(&keks, |k| k.add(StoredVersion::new("mine", fernet())))
+            .unwrap();
+        assert!(!m.apply(stale.revision, &batches[0]), "the revision moved");
+        // Even ignoring the revision, the name's key exists.
+        assert!(!m.apply(m.revision, &batches[0]), "create_revision != 0");
+    }
+
+    #[test]
+    fn large_writes_are_split_with_versions_before_the_pointer() {
+        let keks = [Kek::generate()];
+        let mut m = Memory::default();
+        let batches = m
+            .write(&keks, |k| {
+                for i in 0..100 {
+                    k.add(StoredVersion::new(&format!("v{i}"), fernet()))?;
+                }
+                k.set_active("v99")
+            })
+            .unwrap();
+        assert!(batches >= 2, "{batches} batches");
+        let k = m.keyring(&keks);
+        assert_eq!(k.versions().len(), 100);
+        assert_eq!(k.active(), Some("v99"));
+    }
+
+    #[test]
+    fn material_is_written_only_under_a_held_kek_or_with_permission() {
+        let a = Kek::generate();
+        let b = Kek::generate();
+        let mut m = Memory::default();
+        let add =
+            |name: &'static str| move |k: &mut Keyring| k.add(StoredVersion::new(name, fernet()));
+        let e = m.write(&[], add("v1")).unwrap_err().to_string();
+        assert!(e.contains("--allow-plaintext-store"), "{e}");
+        m.write(std::slice::from_ref(&a), add("v1")).unwrap();
+        // B first and A held: still wrapped under the recorded A.
+        m.write(&[b.clone(), a.clone()], add("v2")).unwrap();
+        let blob = Blob::parse(&m.kvs["/app/material/v2"].0).unwrap();
+        assert_eq!(blob.wrapping(), Wrapping::Kek(a.id().to_owned()));
+        // B alone cannot write (nor read).
+        let e = m
+            .write(std::slice::from_ref(&b), add("v3"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(a.id()), "{e}");
+
+        // The rotation re-wraps everything and moves the record first.
+        let (batches, rewrapped) =
+            rewrap_plan(&m.raw(), &layout(), &origin(), std::slice::from_ref(&a), &b).unwrap();
+        assert_eq!(rewrapped, 2);
+        assert_eq!(
+            batches[0].ops[0],
+            Op::Put(
+                "/app/kek".into(),
+                Zeroizing::new(b.id().as_bytes().to_vec())
+            )
+        );
+        let read = m.revision;
+        assert!(m.apply(
+            read,
+            &Batch {
+                guards: batches[0].guards.clone(),
+                ops: batches[0].ops.clone()
+            }
+        ));
+        m.keyring(std::slice::from_ref(&b));
+    }
+
+    #[test]
+    fn records_written_by_hand_are_refused_by_name() {
+        let raw = |kvs: Vec<(&str, &str, i64, i64)>| {
+            let kvs = kvs
+                .into_iter()
+                .map(|(k, v, c, m)| (k.to_owned(), Zeroizing::new(v.as_bytes().to_vec()), c, m))
+                .collect();
+            Raw::parse(&layout(), &origin(), 9, kvs)
+        };
+        for (kvs, says) in [
+            (
+                vec![("/app/versions/v1", r#"{"kind":"fernet"}"#, 1, 2)],
+                "immutable",
+            ),
+            (
+                vec![("/app/versions/V1", r#"{"kind":"fernet"}"#, 1, 1)],
+                "does not name",
+            ),
+            (
+                vec![("/app/versions/v1", "{", 1, 1)],
+                "not a version record",
+            ),
+            (
+                vec![("/app/lifecycle/v1", r#"{"state":"gone"}"#, 1, 1)],
+                "not a lifecycle",
+            ),
+        ] {
+            let e = raw(kvs).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        let missing = raw(vec![("/app/versions/v1", r#"{"kind":"fernet"}"#, 1, 1)]).unwrap();
+        let e = missing
+            .keyring(&layout(), &origin(), &[], &Unwrapped::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/app/material/v1") && e.contains("missing"),
+            "{e}"
+        );
+        // Keys of other prefixes and unknown keys are no business of ours.
+        let other = raw(vec![
+            ("/apple/versions/v1", "x", 1, 2),
+            ("/app/notes", "x", 1, 1),
+        ])
+        .unwrap();
+        assert!(other.versions.is_empty());
+    }
 }
