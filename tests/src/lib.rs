@@ -8,6 +8,8 @@
 // Test support: failing loudly on bad test data is the point.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod etcd_cluster;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -64,7 +64,26 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let mut cmd = super::cargo();
     cmd.args(["bench", "-p", "secrets-manager", "--bench", "manager"]);
     super::run(cmd)?;
-    crate::bench_db::run(quick)
+    crate::bench_db::run(quick)?;
+    propagation(quick)
+}
+
+/// A rotation's propagation to 50 watching managers, for a keyring file and
+/// a 3-member etcd cluster on loopback (p50 and p99 against the targets;
+/// the etcd half needs `etcd` installed).
+fn propagation(quick: bool) -> Result<()> {
+    let mut cmd = super::cargo();
+    cmd.args([
+        "bench",
+        "-p",
+        "secrets-manager-tests",
+        "--bench",
+        "propagation",
+    ]);
+    if quick {
+        cmd.args(["--", "--quick"]);
+    }
+    super::run(cmd)
 }
 
 /// Median time in nanoseconds of one benchmark, from criterion's output.

@@ -10,7 +10,8 @@
 //!   spec's own files when those sit beside the checkout.
 //! - `fuzz [--seconds N] [TARGET...]`: run fuzz targets (all by default).
 //! - `bench [--quick]`: run the benchmarks and print ratios against the
-//!   peers and the bare primitives, all measured in the same run.
+//!   peers and the bare primitives, all measured in the same run, then a
+//!   rotation's propagation to 50 watching managers (file and etcd).
 //! - `torture [--seconds N] [--seed S] [--workers W] [--release] [--keep]`:
 //!   random operations on one keyring file from several processes, random
 //!   kills, every acknowledged operation checked against a ledger
@@ -70,7 +71,8 @@ commands:
                             pages, a short torture run (12 s), fuzz smoke (20 s each)
   vectors [--check]         regenerate tests/data vectors with Python (or check for drift)
   fuzz [--seconds N] [T..]  run fuzz targets (default: all, 60 s each)
-  bench [--quick]           run benchmarks and print ratios against the peers
+  bench [--quick]           run benchmarks and print ratios against the peers, and
+                            the propagation of a rotation (file, etcd) as p50/p99
   torture [--seconds N] [--seed S] [--workers W] [--release] [--keep]
                             several processes run random operations on one keyring file
                             while commands are killed at random moments; everything

@@ -69,6 +69,8 @@ pub(crate) struct Cli {
         value_name = "PATH|-"
     )]
     pub(crate) audit_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -320,6 +322,8 @@ pub(crate) enum Command {
   secrets-manager db scan postgres://app@localhost/app --table users --column otp_secret --json"
     )]
     Db(DbCommand),
+    #[command(flatten)]
+    Fleet(FleetCommand),
 }
 
 /// `-f FILE [-k KEY]...`: values of .env files, changed in place.
@@ -465,4 +469,87 @@ fn column_name(text: &str) -> Result<String, String> {
     secrets_manager_db::Name::column(text)
         .map(|_| text.to_owned())
         .map_err(|e| e.to_string())
+}
+
+/// Options of fleet keyrings (`etcd://`); ignored for files.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Fleet store options")]
+pub(crate) struct StoreArgs {
+    /// File holding the key-encryption key that wraps key material before it
+    /// reaches a fleet store (`secrets-manager keygen` makes one). Without
+    /// it: $SECRETS_MANAGER_KEK_FILE, or the key itself in
+    /// $SECRETS_MANAGER_KEK.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) kek_file: Option<PathBuf>,
+    /// An earlier key-encryption key, still accepted for reading while a
+    /// fleet switches keys (repeatable; also $SECRETS_MANAGER_KEK_PREVIOUS,
+    /// keys separated by commas).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) previous_kek_file: Vec<PathBuf>,
+    /// Write key material to a fleet store unwrapped when no key-encryption
+    /// key is set: etcd, its snapshots and backups then hold passwords and
+    /// keys in the clear ($SECRETS_MANAGER_ALLOW_PLAINTEXT_STORE=1).
+    #[arg(long, global = true)]
+    pub(crate) allow_plaintext_store: bool,
+    /// How long to wait for a fleet store before failing: 5s, 500ms, 1m
+    /// [default: 5s] ($SECRETS_MANAGER_TIMEOUT).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration)]
+    pub(crate) timeout: Option<std::time::Duration>,
+    /// etcd user name, with its password from --etcd-password-file,
+    /// $SECRETS_MANAGER_ETCD_PASSWORD_FILE or $SECRETS_MANAGER_ETCD_PASSWORD
+    /// ($SECRETS_MANAGER_ETCD_USER).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) etcd_user: Option<String>,
+    /// File whose first line is the etcd user's password.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) etcd_password_file: Option<PathBuf>,
+    /// CA certificate (PEM) of the etcd cluster: connect with TLS
+    /// ($SECRETS_MANAGER_ETCD_CACERT).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) etcd_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd, with --etcd-key
+    /// ($SECRETS_MANAGER_ETCD_CERT).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) etcd_cert: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate
+    /// ($SECRETS_MANAGER_ETCD_KEY).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) etcd_key: Option<PathBuf>,
+    /// Name to check the cluster's certificates against, when it is not the
+    /// endpoints' host ($SECRETS_MANAGER_ETCD_TLS_DOMAIN).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) etcd_tls_domain: Option<String>,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    secrets_manager::etcd::parse_duration(text)
+}
+
+/// Commands on stores.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum FleetCommand {
+    /// Copy every version, with its state and the active version, from the
+    /// keyring (--keyring) into another one: a file into etcd, etcd into a
+    /// file. Idempotent; a version the target holds with other key
+    /// material is a conflict, and nothing is written.
+    #[command(after_help = "Examples:
+  secrets-manager --keyring .env.secrets copy --to etcd://127.0.0.1:2379/app --kek-file kek.key
+  secrets-manager --keyring etcd://127.0.0.1:2379/app --kek-file kek.key copy --to backup.env")]
+    Copy {
+        /// The keyring to copy into: a path or file:PATH, or
+        /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+    /// Wrap every version's key material in an etcd keyring again, under a
+    /// new key-encryption key, and record it as the key new material is
+    /// wrapped under. Run it with the current key (--kek-file); processes
+    /// holding both keys keep reading throughout.
+    #[command(after_help = "Example:
+  secrets-manager --keyring etcd://127.0.0.1:2379/app --kek-file old.key rotate-kek --new-kek-file new.key")]
+    RotateKek {
+        /// File holding the new key-encryption key.
+        #[arg(long, value_name = "PATH")]
+        new_kek_file: PathBuf,
+    },
 }

@@ -20,7 +20,7 @@ pub(crate) fn keyring_url(cli: &Cli) -> String {
 }
 
 pub(crate) fn keyring_store(cli: &Cli) -> Result<Arc<dyn KeyringStore>> {
-    Ok(secrets_manager::open_keyring(&keyring_url(cli))?)
+    cli.store.open(&keyring_url(cli))
 }
 
 /// A missing keyring file is the usual first stumble: say where it was

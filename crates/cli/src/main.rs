@@ -9,6 +9,7 @@ mod appenv;
 mod args;
 mod crypt;
 mod db;
+mod fleet;
 mod keyring;
 mod manage;
 mod report;
@@ -219,6 +220,12 @@ fn run(cli: &Cli) -> Result<Output> {
             update_checksum,
             json,
         } => report::verify(cli, *update_checksum, *json),
+        Command::Fleet(command) => {
+            fleet::run(&cli.store, &keyring::keyring_url(cli), command, || {
+                load(cli)
+            })
+            .and_then(|()| none())
+        }
         Command::Db(command) => {
             let mut out = Output::default();
             db::run(cli, command, &mut out)?;

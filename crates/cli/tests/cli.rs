@@ -1541,6 +1541,8 @@ fn help_texts_are_stable_and_every_command_has_examples() {
         "get",
         "run",
         "db",
+        "copy",
+        "rotate-kek",
     ];
     let help = |args: &[&str]| {
         let out = env.cmd(args).env("COLUMNS", "100").output().unwrap();

@@ -28,7 +28,7 @@
 //! The layers are re-exported as modules, for those who want one piece:
 //! [`fernet`] (the token codec), [`kdf`] (PBKDF2 and salts) and
 //! [`keystore`] (the versioned keyring), [`persist`] (`.env` keyring
-//! files).
+//! files), and with the `etcd` feature `etcd` (the fleet keyring).
 
 // Examples in the docs (and the README's) compile without warnings.
 #![doc(test(attr(deny(warnings))))]
@@ -73,6 +73,13 @@ pub mod keystore {
 /// `.env` keyring files and the environment (`secrets-manager-persist`).
 pub mod persist {
     pub use secrets_manager_persist::*;
+}
+
+/// The fleet keyring on etcd (`secrets-manager-etcd`, the `etcd` feature):
+/// [`EtcdStore`](etcd::EtcdStore), its options and key-encryption keys.
+#[cfg(feature = "etcd")]
+pub mod etcd {
+    pub use secrets_manager_etcd::*;
 }
 
 /// Re-exported: passwords are [`secrecy::SecretString`]s.

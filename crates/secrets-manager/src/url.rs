@@ -8,7 +8,8 @@ use crate::persist::{EnvStore, FileStore, KeyringStore, Prefixes};
 /// Opens the keyring store an address names, with the default variable
 /// names: `PATH` or `file:PATH` (a `.env` file), `env:` (the process
 /// environment, read-only), `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` (with
-/// the `etcd` feature). See
+/// the `etcd` feature; its key-encryption key, timeout, authentication and
+/// TLS come from the environment, see `secrets_manager::etcd::env`). See
 /// [`SecretsConfigBuilder::keyring`](crate::SecretsConfigBuilder::keyring).
 ///
 /// ```
@@ -56,6 +57,23 @@ pub(crate) fn open(url: &str, prefixes: &Prefixes) -> Result<Arc<dyn KeyringStor
     Ok(Arc::new(FileStore::with_prefixes(url, prefixes)))
 }
 
+/// An etcd keyring, with its settings (key-encryption key, timeout,
+/// authentication, TLS) from the environment; variable names do not apply.
+#[cfg(feature = "etcd")]
+fn etcd(url: &str, _prefixes: &Prefixes) -> Result<Arc<dyn KeyringStore>> {
+    use secrets_manager_etcd::{Address, EtcdError, EtcdStore};
+    EtcdStore::open_from_env(url)
+        .map(|store| Arc::new(store) as Arc<dyn KeyringStore>)
+        .map_err(|e| Error::KeyringUrl {
+            url: Address::redacted(url),
+            reason: match e {
+                EtcdError::Address { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })
+}
+
+#[cfg(not(feature = "etcd"))]
 fn etcd(url: &str, _prefixes: &Prefixes) -> Result<Arc<dyn KeyringStore>> {
     Err(Error::KeyringUrl {
         url: url.to_owned(),
@@ -76,9 +94,22 @@ mod tests {
         assert_eq!(shown("file:/etc/app/.env").unwrap(), "/etc/app/.env");
         assert_eq!(shown("file:///etc/app/.env").unwrap(), "/etc/app/.env");
         assert_eq!(shown("env:").unwrap(), "the process environment");
-        for bad in ["", "env:x", "file:", "vault://x/y"] {
+        for bad in ["", "env:x", "file:", "vault://x/y", "etcd://h/x"] {
             let e = shown(bad).unwrap_err().to_string();
             assert!(e.contains("keyring address"), "{bad}: {e}");
         }
+    }
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn etcd_addresses_open_without_connecting_and_hide_credentials() {
+        let p = Prefixes::default();
+        let store = open("etcd://127.0.0.1:2379,127.0.0.2:2379/app/", &p).unwrap();
+        assert_eq!(
+            store.source().to_string(),
+            "etcd://127.0.0.1:2379,127.0.0.2:2379/app"
+        );
+        let e = open("etcd://me:hunter2@h:1/x", &p).unwrap_err().to_string();
+        assert!(!e.contains("hunter2") && e.contains("credentials"), "{e}");
     }
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::cast_possible_truncation)]
 
 mod dotenv_interop;
+mod etcd;
 mod fernet_interop;
 mod fernet_properties;
 mod fernet_vectors;
