@@ -1631,3 +1631,46 @@ fn long_and_slash_version_names_work_at_the_shell() {
     let err = env.fails(&["rotate", "--new-version", "has space"], b"", 1);
     assert!(err.contains("invalid version name 'has space'"), "{err}");
 }
+
+/// A keyring in the Python package's own format (no extension variables,
+/// its quoting), with long and slash-containing version names: the CLI
+/// loads it, decrypts a token its library made, and rotates it.
+#[test]
+fn a_python_keyring_with_long_and_slash_names_works_at_the_shell() {
+    let env = Env::new();
+    let long = "release-2024-01-15-production-key";
+    std::fs::write(
+        env.file(),
+        format!(
+            "# Arquivo gerado pelo SecretsManager\nACTIVE_ENCRYPTION_VERSION=\"team/alpha\"\nENCRYPTION_KEYS__{long}=\"old password\"\nENCRYPTION_KEYS__team/alpha=\"team password\"\nENCRYPTION_SALT__{long}=\"c2FsdHNhbHRzYWx0\"\nENCRYPTION_SALT__team/alpha=\"dGVhbXNhbHR0ZWFtc2FsdA==\"\n"
+        ),
+    )
+    .unwrap();
+    let (_, old_token) = SecretsManager::new(
+        SecretsConfig::builder()
+            .key(long, "old password", "c2FsdHNhbHRzYWx0")
+            .kdf_iterations(1_000)
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
+    .encrypt(b"made in Python")
+    .unwrap();
+    assert_eq!(
+        env.ok(&["decrypt"], old_token.as_bytes()),
+        b"made in Python"
+    );
+    let status = String::from_utf8(env.ok(&["status"], b"")).unwrap();
+    assert!(
+        status.contains("active: team/alpha") && status.contains(long),
+        "{status}"
+    );
+    env.ok(&["rotate", "--new-version", "team/beta"], b"");
+    let token = env.ok(&["encrypt"], b"after");
+    assert_eq!(env.ok(&["decrypt"], &token), b"after");
+    assert_eq!(
+        env.ok(&["decrypt"], old_token.as_bytes()),
+        b"made in Python"
+    );
+    env.ok(&["verify"], b"");
+}
