@@ -559,16 +559,7 @@ fn render(
             let line = Zeroizing::new(format!("{}=\"{sum}\"\n", prefixes.checksum));
             edits.push((parsed.span(b), line));
         }
-        edits.sort_by_key(|(range, _)| range.start);
-        let original = parsed.original.as_str();
-        let mut text = Zeroizing::new(String::with_capacity(original.len() + 1024));
-        let mut cursor = 0;
-        for (range, replacement) in &edits {
-            text.push_str(&original[cursor..range.start]);
-            text.push_str(replacement);
-            cursor = range.end;
-        }
-        text.push_str(&original[cursor..]);
+        let mut text = apply_edits(parsed.original.as_str(), &mut edits, 1024);
         let checksum_line = checksum
             .filter(|_| checksum_binding.is_none())
             .map(|sum| (prefixes.checksum.clone(), Zeroizing::new(sum.to_owned())));
@@ -613,6 +604,25 @@ fn render(
         return Err(read_back("a keyring value reads back differently"));
     }
     Ok(text)
+}
+
+/// `original` with each byte range replaced (an empty replacement deletes),
+/// with room for `extra` bytes more.
+pub(crate) fn apply_edits(
+    original: &str,
+    edits: &mut [(Range<usize>, Zeroizing<String>)],
+    extra: usize,
+) -> Zeroizing<String> {
+    edits.sort_by_key(|(range, _)| range.start);
+    let mut text = Zeroizing::new(String::with_capacity(original.len() + extra));
+    let mut cursor = 0;
+    for (range, replacement) in edits.iter() {
+        text.push_str(&original[cursor..range.start]);
+        text.push_str(replacement);
+        cursor = range.end;
+    }
+    text.push_str(&original[cursor..]);
+    text
 }
 
 /// Where a write goes: the path itself, or the target of the symbolic link

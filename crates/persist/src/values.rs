@@ -224,16 +224,8 @@ fn render(
         if let (Some(range), Some(sum)) = (&checksum, sum) {
             edits.push((range.clone(), Zeroizing::new(format!("\"{sum}\""))));
         }
-        edits.sort_by_key(|(range, _)| range.start);
-        let original = parsed.original.as_str();
-        let mut text = Zeroizing::new(String::with_capacity(original.len() + appended.len() + 128));
-        let mut cursor = 0;
-        for (range, replacement) in &edits {
-            text.push_str(&original[cursor..range.start]);
-            text.push_str(replacement);
-            cursor = range.end;
-        }
-        text.push_str(&original[cursor..]);
+        let mut text =
+            crate::file::apply_edits(parsed.original.as_str(), &mut edits, appended.len() + 128);
         if !appended.is_empty() {
             if !text.is_empty() && !text.ends_with(['\n', '\r']) {
                 text.push('\n');
