@@ -28,7 +28,7 @@ use crate::version::Version;
 ///
 /// let salt = Salt::from(b"salt");
 /// let hash = salt.sha256_hex();
-/// let material = KeyMaterial::password("pw", salt, NonZeroU32::new(1_000).unwrap())
+/// let material = KeyMaterial::password("pw", salt, NonZeroU32::MIN.saturating_add(999))
 ///     .with_salt_hash(Some(hash));
 /// assert!(matches!(
 ///     material,
