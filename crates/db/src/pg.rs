@@ -103,6 +103,24 @@ impl Postgres {
         }
     }
 
+    /// Rows of `SELECT key::text, column::text`.
+    fn rows(column: &Column, rows: &[postgres::Row]) -> Result<Vec<Row>> {
+        rows.iter()
+            .map(|r| {
+                Ok(Row {
+                    key: r
+                        .try_get::<_, Option<String>>(0)
+                        .map_err(Self::err(column))?
+                        .map(Key::Text),
+                    cell: r
+                        .try_get::<_, Option<String>>(1)
+                        .map_err(Self::err(column))?
+                        .map_or(Cell::Null, Cell::Text),
+                })
+            })
+            .collect()
+    }
+
     fn keyed(&self, column: &Column) -> Result<(String, String)> {
         match (&column.key, &self.key_type) {
             (Some(k), Some(t)) => Ok((k.quoted(), t.clone())),
@@ -263,20 +281,7 @@ impl Backend for Postgres {
             .client
             .query(&sql, &[&limit, &after_text])
             .map_err(Self::err(column))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Row {
-                    key: r
-                        .try_get::<_, Option<String>>(0)
-                        .map_err(Self::err(column))?
-                        .map(Key::Text),
-                    cell: r
-                        .try_get::<_, Option<String>>(1)
-                        .map_err(Self::err(column))?
-                        .map_or(Cell::Null, Cell::Text),
-                })
-            })
-            .collect()
+        Self::rows(column, &rows)
     }
 
     fn fetch(&mut self, column: &Column, keys: &[Key]) -> Result<Vec<Row>> {
@@ -291,20 +296,7 @@ impl Backend for Postgres {
             .client
             .query(&sql, &[&wanted])
             .map_err(Self::err(column))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Row {
-                    key: r
-                        .try_get::<_, Option<String>>(0)
-                        .map_err(Self::err(column))?
-                        .map(Key::Text),
-                    cell: r
-                        .try_get::<_, Option<String>>(1)
-                        .map_err(Self::err(column))?
-                        .map_or(Cell::Null, Cell::Text),
-                })
-            })
-            .collect()
+        Self::rows(column, &rows)
     }
 
     fn write(&mut self, column: &Column, updates: &[Update]) -> Result<Vec<bool>> {
