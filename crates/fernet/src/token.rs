@@ -44,6 +44,11 @@ const CHUNK: usize = 4 * 1024;
 /// Messages up to these sizes are encrypted through smaller buffers.
 const TINY_MSG: usize = 64;
 const SMALL_MSG: usize = 256;
+/// Tokens of messages up to [`TINY_MSG`] and [`SMALL_MSG`] bytes (less
+/// one: the padding takes at least one) are decrypted in stack buffers that
+/// hold any decoding of that many characters.
+const TINY_TEXT: usize = b64::encoded_len(HEADER_LEN + TINY_MSG + TAG_LEN);
+const SMALL_TEXT: usize = b64::encoded_len(HEADER_LEN + SMALL_MSG + TAG_LEN);
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 ///
@@ -220,6 +225,13 @@ impl Fernet {
         ttl: Option<Duration>,
         now: u64,
     ) -> Result<Zeroizing<Vec<u8>>, InvalidToken> {
+        let token = token.as_ref();
+        if token.len() <= TINY_TEXT {
+            return self.decrypt_on_stack::<{ TINY_TEXT / 4 * 3 }>(token, ttl, now);
+        }
+        if token.len() <= SMALL_TEXT {
+            return self.decrypt_on_stack::<{ SMALL_TEXT / 4 * 3 }>(token, ttl, now);
+        }
         let token = UnverifiedToken::parse(token)?;
         token.check_ttl(ttl, now)?;
         token
@@ -227,6 +239,36 @@ impl Fernet {
             .map_err(|_| InvalidToken)?
             .decrypt()
             .map_err(|_| InvalidToken)
+    }
+
+    /// [`decrypt_at_time`](Self::decrypt_at_time) for a token of at most
+    /// `N / 3 * 4` characters: decoded and decrypted in an `N`-byte stack
+    /// buffer, so the only allocation is the message itself, at its exact
+    /// length. The same checks in the same order as the general path:
+    /// structure, time, HMAC, then decryption.
+    #[inline]
+    fn decrypt_on_stack<const N: usize>(
+        &self,
+        token: &[u8],
+        ttl: Option<Duration>,
+        now: u64,
+    ) -> Result<Zeroizing<Vec<u8>>, InvalidToken> {
+        if !token.len().is_multiple_of(4) || token.len() < b64::encoded_len(MIN_RAW_LEN) {
+            return Err(InvalidToken);
+        }
+        let mut buf = [0u8; N];
+        let len = b64::decode_slice(token, &mut buf).map_err(|_| InvalidToken)?;
+        let raw = &mut buf[..len];
+        if !well_formed(raw) || !within_ttl(timestamp_of(raw), ttl, now) || !self.tag_matches(raw) {
+            return Err(InvalidToken);
+        }
+        let end = raw.len() - TAG_LEN;
+        let (header, body) = raw[..end].split_at_mut(HEADER_LEN);
+        cbc_decrypt(&self.state.dec, &header[9..], body);
+        let msg = padding_len(&body[body.len() - BLOCK..])
+            .map(|pad| Zeroizing::new(body[..body.len() - pad].to_vec()));
+        body.zeroize();
+        msg.ok_or(InvalidToken)
     }
 
     /// The token's timestamp (Unix seconds), after verifying its HMAC.
@@ -303,10 +345,7 @@ impl UnverifiedToken {
         // Only public bytes so far; the buffer is zeroized once it may hold
         // plaintext (decryption happens in place).
         let raw = Zeroizing::new(b64::decode(token).ok_or(InvalidToken)?);
-        if raw.len() < MIN_RAW_LEN
-            || raw[0] != VERSION
-            || !(raw.len() - HEADER_LEN - TAG_LEN).is_multiple_of(BLOCK)
-        {
+        if !well_formed(&raw) {
             return Err(InvalidToken);
         }
         Ok(Self { raw })
@@ -330,14 +369,11 @@ impl UnverifiedToken {
     /// [`InvalidToken`] when the timestamp is out of range.
     #[inline]
     pub fn check_ttl(&self, ttl: Option<Duration>, now: u64) -> Result<(), InvalidToken> {
-        let Some(ttl) = ttl else { return Ok(()) };
-        let ts = self.timestamp();
-        if ts.saturating_add(ttl.as_secs()) < now
-            || now.saturating_add(MAX_CLOCK_SKEW.as_secs()) < ts
-        {
-            return Err(InvalidToken);
+        if within_ttl(self.timestamp(), ttl, now) {
+            Ok(())
+        } else {
+            Err(InvalidToken)
         }
-        Ok(())
     }
 
     /// Checks the HMAC under `fernet`'s key, in constant time. On failure the
@@ -395,10 +431,7 @@ impl VerifiedToken<'_> {
         let mut raw = self.raw;
         let end = raw.len() - TAG_LEN;
         let iv = Block::clone_from_slice(&raw[9..HEADER_LEN]);
-        // All blocks in parallel, in place.
-        let (blocks, _) = InOutBuf::from(&mut raw[HEADER_LEN..end]).into_chunks::<U16>();
-        cbc::Decryptor::<&Aes128Dec>::inner_iv_init(&self.fernet.state.dec, &iv)
-            .decrypt_blocks_inout_mut(blocks);
+        cbc_decrypt(&self.fernet.state.dec, &iv, &mut raw[HEADER_LEN..end]);
         let Some(pad) = padding_len(&raw[end - BLOCK..end]) else {
             // Restore the ciphertext: CBC encryption is the exact inverse
             // (rare path: only reachable with a valid HMAC).
@@ -508,6 +541,32 @@ impl EncryptJob<'_> {
             None => b64::encode_zero_extended(&buf, fill),
         };
     }
+}
+
+/// Whether decoded bytes have a token's structure: the version byte, and
+/// a header, whole cipher blocks (at least one) and a tag.
+#[inline]
+fn well_formed(raw: &[u8]) -> bool {
+    raw.len() >= MIN_RAW_LEN
+        && raw[0] == VERSION
+        && (raw.len() - HEADER_LEN - TAG_LEN).is_multiple_of(BLOCK)
+}
+
+/// Python's time rule (see [`UnverifiedToken::check_ttl`]).
+#[inline]
+fn within_ttl(ts: u64, ttl: Option<Duration>, now: u64) -> bool {
+    ttl.is_none_or(|ttl| {
+        ts.saturating_add(ttl.as_secs()) >= now
+            && now.saturating_add(MAX_CLOCK_SKEW.as_secs()) >= ts
+    })
+}
+
+/// CBC-decrypts whole blocks in place, all in parallel.
+#[inline]
+fn cbc_decrypt(dec: &Aes128Dec, iv: &[u8], body: &mut [u8]) {
+    let (blocks, _) = InOutBuf::from(body).into_chunks::<U16>();
+    cbc::Decryptor::<&Aes128Dec>::inner_iv_init(dec, Block::from_slice(iv))
+        .decrypt_blocks_inout_mut(blocks);
 }
 
 /// The timestamp field of a decoded token (checked to be long enough).
@@ -624,6 +683,102 @@ mod tests {
                 "len {len}"
             );
             assert_eq!(&*f.decrypt(&token).unwrap(), &msg[..], "len {len}");
+        }
+    }
+
+    /// The general path: parse, time, HMAC, decrypt (what `MultiFernet`
+    /// and key stores run).
+    fn general(f: &Fernet, token: &[u8], ttl: Option<Duration>, now: u64) -> Option<Vec<u8>> {
+        let t = UnverifiedToken::parse(token).ok()?;
+        t.check_ttl(ttl, now).ok()?;
+        Some(t.verify(f).ok()?.decrypt().ok()?.to_vec())
+    }
+
+    /// Small tokens take the stack path in `decrypt_at_time`; it must
+    /// accept and refuse exactly what the general path does, on both sides
+    /// of each buffer's size and for every kind of damage.
+    #[test]
+    fn the_stack_path_agrees_with_the_general_path() {
+        let f = Fernet::new(&Key::from_bytes(std::array::from_fn(|i| i as u8)));
+        let other = Fernet::new(&Key::from_bytes([9; 32]));
+        let ttl = Some(Duration::from_secs(100));
+        let now = 1_700_000_000;
+        let (mut stack, mut heap) = (0, 0);
+        for len in (0..=TINY_MSG + 20).chain(SMALL_MSG - 20..=SMALL_MSG + 20) {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            for ts in [now - 101, now - 100, now + 60, now + 61] {
+                let good = f.encrypt_at_time(&msg, ts).into_bytes();
+                let mut cases = vec![good.clone(), other.encrypt_at_time(&msg, ts).into_bytes()];
+                for at in [
+                    0,
+                    1,
+                    12,
+                    40,
+                    good.len() / 2,
+                    good.len() - 45,
+                    good.len() - 3,
+                ] {
+                    for bit in [1u8, 0x20] {
+                        let mut bad = good.clone();
+                        bad[at] ^= bit;
+                        cases.push(bad);
+                    }
+                }
+                cases.push(good[..good.len() - 4].to_vec());
+                cases.push([&good[..], b"AAAA"].concat());
+                cases.push(good[..good.len() - 1].to_vec());
+                for case in &cases {
+                    for ttl in [None, ttl] {
+                        let fast = f.decrypt_at_time(case, ttl, now).ok().map(|m| m.to_vec());
+                        assert_eq!(fast, general(&f, case, ttl, now), "len {len} ts {ts}");
+                        if let Some(m) = fast {
+                            assert_eq!(m, msg);
+                        }
+                    }
+                }
+                if good.len() <= SMALL_TEXT {
+                    stack += 1;
+                } else {
+                    heap += 1;
+                }
+            }
+        }
+        // Both paths really ran, and every message length decrypted.
+        assert!(stack > 0 && heap > 0, "stack {stack} heap {heap}");
+    }
+
+    /// A valid HMAC over bad padding (only a key holder can make one) is
+    /// refused on the stack path as on the general one.
+    #[test]
+    fn bad_padding_under_a_valid_hmac_is_refused() {
+        let key: [u8; 32] = std::array::from_fn(|i| (i * 3) as u8);
+        let f = Fernet::new(&Key::from_bytes(key));
+        let iv = [5u8; 16];
+        for last in [0u8, 17, 0xff] {
+            // One block whose "padding" byte is `last`, encrypted raw.
+            let mut block = Block::from([last; BLOCK]);
+            for (b, x) in block.iter_mut().zip(iv) {
+                *b ^= x;
+            }
+            f.state.enc.encrypt_block(&mut block);
+            let mut raw = vec![VERSION];
+            raw.extend_from_slice(&7u64.to_be_bytes());
+            raw.extend_from_slice(&iv);
+            raw.extend_from_slice(&block);
+            let mut mac = f.state.mac.start();
+            mac.update(&raw);
+            raw.extend_from_slice(&mac.finalize());
+            let mut token = vec![0u8; b64::encoded_len(raw.len())];
+            let n = base64::Engine::encode_slice(
+                &base64::engine::general_purpose::URL_SAFE,
+                &raw,
+                &mut token,
+            )
+            .unwrap();
+            assert_eq!(n, token.len());
+            assert!(f.extract_timestamp(&token).is_ok(), "the HMAC verifies");
+            assert!(f.decrypt(&token).is_err(), "padding {last}");
+            assert!(general(&f, &token, None, 0).is_none());
         }
     }
 
