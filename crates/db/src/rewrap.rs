@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 
-use secrets_manager::fernet::UnverifiedToken;
 use secrets_manager::keystore::VersionState;
 use secrets_manager::{Identified, SecretsManager, TokenIdentifier, Version};
 use serde::Serialize;
@@ -189,15 +188,15 @@ impl Planner<'_> {
         let Split::Token(token, prefix) = split(self.column.format, bytes) else {
             return Ok(Plan::NotToken);
         };
-        let from = match self.identifier.identify(token, prefix) {
-            Identified::Version {
-                version,
-                state: VersionState::Usable,
-            } => version,
-            Identified::Version { version, .. } => return Ok(Plan::Unopened(Some(version))),
-            Identified::NotAToken => return Ok(Plan::NotToken),
-            _ => return Ok(Plan::Unopened(None)),
+        // One trial finds the version; only a value not under the active
+        // version is then decrypted, with the key that verified it.
+        let verified = match self.identifier.verify(token, prefix) {
+            Ok(verified) if verified.state() == VersionState::Usable => verified,
+            Ok(retired) => return Ok(Plan::Unopened(Some(retired.version()))),
+            Err(Identified::NotAToken) => return Ok(Plan::NotToken),
+            Err(_) => return Ok(Plan::Unopened(None)),
         };
+        let from = verified.version();
         let mismatch = prefix.is_some_and(|p| Version::new(p).ok() != Some(from));
         let versioned = |token: String| match self.column.format {
             ValueFormat::Versioned => format!("{}:{token}", self.active),
@@ -215,24 +214,14 @@ impl Planner<'_> {
                 new: row.cell.like(versioned(token.to_owned())),
             });
         }
-        let (opened, plaintext) = match self.manager.decrypt_with_hint(token, from.as_str()) {
-            Ok(done) => done,
-            // Verified but not decrypted: a bad padding under a valid HMAC,
-            // or the version was retired since the identifier was made.
-            Err(_) => return Ok(Plan::Unopened(None)),
+        let Ok(opened) = verified.open() else {
+            // A bad padding under a valid HMAC.
+            return Ok(Plan::Unopened(None));
         };
         // The HMAC verified, so the timestamp is authentic.
-        let timestamp = UnverifiedToken::parse(token)
-            .map(|t| t.timestamp())
-            .map_err(|_| DbError::Check {
-                table: self.column.table_text(),
-                column: self.column.column_text(),
-                id: key_text(row),
-                version: self.active.to_string(),
-            })?;
         let (to, fresh) = self
             .manager
-            .encrypt_at_time(&plaintext, timestamp)
+            .encrypt_at_time(&opened.plaintext, opened.timestamp)
             .map_err(|e| self.manager_error(e))?;
         if to != self.active {
             return Err(DbError::ActiveChanged {
@@ -245,9 +234,10 @@ impl Planner<'_> {
         // Check before writing: the new token opens, under the active
         // version, to exactly the old plaintext.
         let checked = self
-            .manager
-            .decrypt_with_hint(&fresh, to.as_str())
-            .is_ok_and(|(v, again)| v == to && again[..] == plaintext[..]);
+            .identifier
+            .verify(fresh.as_bytes(), Some(to.as_str()))
+            .and_then(secrets_manager::Verified::open)
+            .is_ok_and(|again| again.version == to && again.plaintext[..] == opened.plaintext[..]);
         if !checked {
             return Err(DbError::Check {
                 table: self.column.table_text(),
@@ -257,7 +247,7 @@ impl Planner<'_> {
             });
         }
         Ok(Plan::Write {
-            from: Some(opened),
+            from: Some(from),
             mismatch,
             new: row.cell.like(versioned(fresh)),
         })

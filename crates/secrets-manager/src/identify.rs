@@ -9,7 +9,8 @@ use secrecy::ExposeSecret as _;
 
 use crate::Version;
 use crate::error::Result;
-use crate::fernet::{Fernet, Key, UnverifiedToken};
+use crate::fernet::zeroize::Zeroizing;
+use crate::fernet::{Fernet, Key, UnverifiedToken, VerifiedToken};
 use crate::kdf::derive_key;
 use crate::keystore::{KeyMaterial, VersionState};
 use crate::manager::SecretsManager;
@@ -154,8 +155,64 @@ impl TokenIdentifier {
     /// ignored). Nothing is decrypted.
     #[must_use]
     pub fn identify(&self, token: &[u8], hint: Option<&str>) -> Identified {
+        match self.trial(token, hint) {
+            Ok((i, _)) => Identified::Version {
+                version: self.keys[i].0,
+                state: self.keys[i].1,
+            },
+            Err(why) => why,
+        }
+    }
+
+    /// Identifies `token` as [`identify`](Self::identify) does, keeping the
+    /// verified token, so that it can then be decrypted with the key that
+    /// verified it ([`Verified::open`]) without a second trial. Nothing is
+    /// decrypted until then.
+    ///
+    /// ```
+    /// use secrets_manager::{Identified, SecretsConfig, SecretsManager};
+    ///
+    /// let config = SecretsConfig::builder()
+    ///     .fernet_key("v1", "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=")
+    ///     .build()?;
+    /// let manager = SecretsManager::new(config)?;
+    /// let (_, token) = manager.encrypt_at_time(b"data", 1_700_000_000)?;
+    /// let identifier = manager.token_identifier()?;
+    /// let verified = identifier.verify(token.as_bytes(), None).unwrap();
+    /// assert_eq!(verified.version(), "v1");
+    /// let opened = verified.open().unwrap();
+    /// assert_eq!(opened.timestamp, 1_700_000_000);
+    /// assert_eq!(&opened.plaintext[..], b"data");
+    /// assert_eq!(identifier.verify(b"not a token", None).unwrap_err(), Identified::NotAToken);
+    /// # Ok::<(), secrets_manager::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What `identify` says when no key verifies the token:
+    /// [`Identified::NotAToken`] or [`Identified::Unopened`].
+    pub fn verify(
+        &self,
+        token: &[u8],
+        hint: Option<&str>,
+    ) -> std::result::Result<Verified<'_>, Identified> {
+        let (i, token) = self.trial(token, hint)?;
+        Ok(Verified {
+            version: self.keys[i].0,
+            state: self.keys[i].1,
+            token,
+        })
+    }
+
+    /// The trial: the index of the first key, in trial order, that
+    /// verifies `token`, with the verified token.
+    fn trial(
+        &self,
+        token: &[u8],
+        hint: Option<&str>,
+    ) -> std::result::Result<(usize, VerifiedToken<'_>), Identified> {
         let Ok(mut token) = UnverifiedToken::parse(token) else {
-            return Identified::NotAToken;
+            return Err(Identified::NotAToken);
         };
         let hinted = hint
             .and_then(|h| Version::from_setting(h).ok())
@@ -179,19 +236,177 @@ impl TokenIdentifier {
             .rev()
             .filter(|&i| self.keys[i].1 == VersionState::Retired);
         for i in usable.chain(retired) {
-            let (version, state, Some(fernet)) = &self.keys[i] else {
+            let Some(fernet) = &self.keys[i].2 else {
                 continue;
             };
             token = match token.verify(fernet) {
-                Ok(_) => {
-                    return Identified::Version {
-                        version: *version,
-                        state: *state,
-                    };
-                }
+                Ok(verified) => return Ok((i, verified)),
                 Err(unverified) => unverified,
             };
         }
-        Identified::Unopened
+        Err(Identified::Unopened)
+    }
+}
+
+/// A token whose HMAC a version's key verified ([`TokenIdentifier::verify`]).
+pub struct Verified<'a> {
+    version: Version,
+    state: VersionState,
+    token: VerifiedToken<'a>,
+}
+
+impl fmt::Debug for Verified<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verified")
+            .field("version", &self.version)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verified<'_> {
+    /// The version whose key verified the token.
+    #[must_use]
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// That version's state (usable or retired).
+    #[must_use]
+    pub fn state(&self) -> VersionState {
+        self.state
+    }
+
+    /// The token's timestamp (Unix seconds), authenticated by its HMAC.
+    #[must_use]
+    pub fn timestamp(&self) -> u64 {
+        self.token.timestamp()
+    }
+
+    /// Decrypts the token with the key that verified it.
+    ///
+    /// # Errors
+    ///
+    /// [`Identified::Version`] when the version is retired (retired
+    /// versions do not decrypt); [`Identified::Unopened`] when the padding
+    /// is malformed under a valid HMAC (only a key holder can make such a
+    /// token).
+    pub fn open(self) -> std::result::Result<Opened, Identified> {
+        if self.state != VersionState::Usable {
+            return Err(Identified::Version {
+                version: self.version,
+                state: self.state,
+            });
+        }
+        let timestamp = self.token.timestamp();
+        let plaintext = self.token.decrypt().map_err(|_| Identified::Unopened)?;
+        Ok(Opened {
+            version: self.version,
+            timestamp,
+            plaintext,
+        })
+    }
+}
+
+/// A token [`Verified::open`] decrypted.
+#[non_exhaustive]
+pub struct Opened {
+    /// The usable version whose key opened it.
+    pub version: Version,
+    /// The token's timestamp (Unix seconds), authenticated by its HMAC.
+    pub timestamp: u64,
+    /// The message, wiped when dropped.
+    pub plaintext: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("version", &self.version)
+            .field("timestamp", &self.timestamp)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::SecretsConfig;
+
+    const K1: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+    const K2: &str = "agYRpQ3kPqsXUNh1ZQ6Nr0xmXJtY_p8u0XF6ZxBzIRs=";
+
+    fn manager() -> SecretsManager {
+        SecretsManager::new(
+            SecretsConfig::builder()
+                .fernet_key("v1", K1)
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn verify_agrees_with_identify_and_opens_only_usable_versions() {
+        let m = manager();
+        let (_, t1) = m.encrypt_at_time(b"one", 1_600_000_000).unwrap();
+        m.rotate_to_fernet_key("v2", K2).unwrap().apply().unwrap();
+        let (_, t2) = m.encrypt_at_time(b"two", 1_700_000_000).unwrap();
+        let foreign = Fernet::new(&Key::generate()).encrypt(b"x");
+
+        let id = m.token_identifier().unwrap();
+        for (token, want) in [(&t1, &b"one"[..]), (&t2, &b"two"[..])] {
+            let opened = id.verify(token.as_bytes(), None).unwrap().open().unwrap();
+            assert_eq!(
+                id.identify(token.as_bytes(), None),
+                Identified::Version {
+                    version: opened.version,
+                    state: VersionState::Usable
+                }
+            );
+            assert_eq!(&opened.plaintext[..], want);
+            let again = m.decrypt_with_hint(token, opened.version.as_str()).unwrap();
+            assert_eq!(again.0, opened.version);
+            assert_eq!(
+                opened.timestamp,
+                UnverifiedToken::parse(token).unwrap().timestamp()
+            );
+            // A wrong hint only changes the order.
+            assert_eq!(
+                id.verify(token.as_bytes(), Some("v2")).unwrap().version(),
+                opened.version
+            );
+        }
+        assert_eq!(
+            id.verify(b"not a token", None).unwrap_err(),
+            Identified::NotAToken
+        );
+        assert_eq!(
+            id.verify(foreign.as_bytes(), None).unwrap_err(),
+            Identified::Unopened
+        );
+
+        // Retired: named, never decrypted.
+        m.retire_version("v1").unwrap();
+        let id = m.token_identifier().unwrap();
+        let v1 = Version::new("v1").unwrap();
+        assert_eq!(
+            id.verify(t1.as_bytes(), None).unwrap().open().unwrap_err(),
+            Identified::Version {
+                version: v1,
+                state: VersionState::Retired
+            }
+        );
+        let verified = id.verify(t1.as_bytes(), None).unwrap();
+        assert_eq!(verified.state(), VersionState::Retired);
+        assert_eq!(verified.timestamp(), 1_600_000_000);
+        assert!(id.verify(t2.as_bytes(), None).unwrap().open().is_ok());
+        let shown = format!(
+            "{:?}",
+            id.verify(t2.as_bytes(), None).unwrap().open().unwrap()
+        );
+        assert!(!shown.contains("two"), "{shown}");
     }
 }

@@ -48,7 +48,7 @@ pub use crate::audit::AuditEvent;
 pub use crate::audit_log::AuditLog;
 pub use crate::config::{SecretsConfig, SecretsConfigBuilder};
 pub use crate::error::{Error, Result};
-pub use crate::identify::{Identified, TokenIdentifier};
+pub use crate::identify::{Identified, Opened, TokenIdentifier, Verified};
 pub use crate::manager::{Rotation, SecretsManager};
 pub use crate::reload::{ReloadReport, WatchHandle};
 pub use crate::url::open_keyring;
