@@ -406,22 +406,11 @@ pub(crate) enum DbCommand {
     /// values that are not tokens and tokens no version opens. Says which
     /// versions protect nothing.
     Scan {
-        /// `sqlite:PATH` or `postgres://USER@HOST/DB` (TLS when the server
-        /// offers it).
-        #[arg(value_name = "URL")]
-        url: String,
-        /// The table (`name` or `schema.name`).
-        #[arg(long, value_name = "T", value_parser = table_name)]
-        table: String,
-        /// The column holding tokens.
-        #[arg(long, value_name = "C", value_parser = column_name)]
-        column: String,
+        #[command(flatten)]
+        target: DbColumn,
         /// A unique key column: list the rows no version opens by it.
         #[arg(long, value_name = "ID", value_parser = column_name)]
         key_column: Option<String>,
-        /// How values are stored.
-        #[arg(long, value_enum, default_value = "plain")]
-        format: Format,
         /// Machine-readable output (stable form: see the README).
         #[arg(long)]
         json: bool,
@@ -433,15 +422,8 @@ pub(crate) enum DbCommand {
     /// Resumable: run it again after any interruption. Exit status 1 when
     /// values no version opens were left alone.
     Rewrap {
-        /// `sqlite:PATH` or `postgres://USER@HOST/DB`.
-        #[arg(value_name = "URL")]
-        url: String,
-        /// The table (`name` or `schema.name`).
-        #[arg(long, value_name = "T", value_parser = table_name)]
-        table: String,
-        /// The column holding tokens.
-        #[arg(long, value_name = "C", value_parser = column_name)]
-        column: String,
+        #[command(flatten)]
+        target: DbColumn,
         /// The table's unique key column (a primary key): rows are visited
         /// in its order and updated by it.
         #[arg(long, value_name = "ID", value_parser = column_name)]
@@ -452,10 +434,25 @@ pub(crate) enum DbCommand {
         /// Report what would change; write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// How values are stored.
-        #[arg(long, value_enum, default_value = "plain")]
-        format: Format,
     },
+}
+
+/// The database column both `db` commands work on.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DbColumn {
+    /// `sqlite:PATH` or `postgres://USER@HOST/DB` (TLS when the server
+    /// offers it).
+    #[arg(value_name = "URL")]
+    pub(crate) url: String,
+    /// The table (`name` or `schema.name`).
+    #[arg(long, value_name = "T", value_parser = table_name)]
+    pub(crate) table: String,
+    /// The column holding tokens.
+    #[arg(long, value_name = "C", value_parser = column_name)]
+    pub(crate) column: String,
+    /// How values are stored.
+    #[arg(long, value_enum, default_value = "plain")]
+    pub(crate) format: Format,
 }
 
 /// Names are checked while parsing, so a bad one is a usage error.

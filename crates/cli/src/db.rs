@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use secrets_manager_db::{Column, Database, Progress, RewrapOptions, ValueFormat};
 
-use crate::args::{Cli, DbCommand, Format};
+use crate::args::{Cli, DbColumn, DbCommand, Format};
 use crate::keyring::load;
 
 /// A progress bar on stderr when it is a terminal.
@@ -54,8 +54,8 @@ impl Progress for Bar {
     }
 }
 
-fn column(table: &str, column: &str, key: Option<&str>, format: Format) -> Result<Column> {
-    let mut c = Column::new(table, column)?.format(match format {
+fn column(target: &DbColumn, key: Option<&str>) -> Result<Column> {
+    let mut c = Column::new(&target.table, &target.column)?.format(match target.format {
         Format::Plain => ValueFormat::Plain,
         Format::Versioned => ValueFormat::Versioned,
     });
@@ -84,14 +84,11 @@ fn ids(list: &[String]) -> String {
 pub(crate) fn run(cli: &Cli, command: &DbCommand, out: &mut Vec<u8>) -> Result<()> {
     match command {
         DbCommand::Scan {
-            url,
-            table,
-            column: name,
+            target,
             key_column,
-            format,
             json,
         } => {
-            let target = column(table, name, key_column.as_deref(), *format)?;
+            let (url, target) = (&target.url, column(target, key_column.as_deref())?);
             let manager = load(cli)?;
             let mut db = Database::open(url)?;
             let bar = Bar::new();
@@ -165,15 +162,12 @@ pub(crate) fn run(cli: &Cli, command: &DbCommand, out: &mut Vec<u8>) -> Result<(
             Ok(())
         }
         DbCommand::Rewrap {
-            url,
-            table,
-            column: name,
+            target,
             key_column,
             batch,
             dry_run,
-            format,
         } => {
-            let target = column(table, name, Some(key_column), *format)?;
+            let (url, target) = (&target.url, column(target, Some(key_column))?);
             let manager = load(cli)?;
             let mut db = Database::open(url)?;
             let options = RewrapOptions::default()
