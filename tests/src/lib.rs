@@ -168,9 +168,24 @@ pub struct ReadmeDoctests;
 /// When the file does not load.
 #[must_use]
 pub fn load_keyring(path: &Path) -> secrets_manager::SecretsManager {
+    load_keyring_with(path, true)
+}
+
+/// [`load_keyring`], checking salt hashes or (as Python's
+/// `verify_salt_integrity=False`) not.
+///
+/// # Panics
+///
+/// When the file does not load.
+#[must_use]
+pub fn load_keyring_with(
+    path: &Path,
+    verify_salt_integrity: bool,
+) -> secrets_manager::SecretsManager {
     secrets_manager::SecretsManager::new(
         secrets_manager::SecretsConfig::builder()
             .kdf_iterations(1_000)
+            .verify_salt_integrity(verify_salt_integrity)
             .env_file(path)
             .unwrap_or_else(|e| panic!("{e}"))
             .build()

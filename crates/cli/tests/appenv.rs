@@ -727,45 +727,29 @@ fn run_gives_the_program_decrypted_values_and_withholds_the_keyring() {
 
 #[test]
 fn run_with_plain_files_needs_no_keyring_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Runs `printf %s "$NAME"` with the .env's variables and returns what
+    // it printed, checking that nothing was left beside the .env.
+    let print = |env: &Env, name: &str| {
+        let before = env.listing();
+        let script = format!("printf %s \"${name}\"");
+        let out = env
+            .cmd(&["run", "-f", ".env", "--", "sh", "-c", &script])
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(env.listing(), before, "no file beside the .env");
+        out.stdout
+    };
+
     let env = Env::bare();
     env.write(".env", "GREETING=hello\n");
-    let tmp = tempfile::tempdir().unwrap();
-    let before = env.listing();
-    let out = env
-        .cmd(&[
-            "run",
-            "-f",
-            ".env",
-            "--",
-            "sh",
-            "-c",
-            "printf %s \"$GREETING\"",
-        ])
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(out.stdout, b"hello");
-    assert_eq!(env.listing(), before);
+    assert_eq!(print(&env, "GREETING"), b"hello");
 
     let env = Env::new();
     env.set(".env", "SECRET", b"s");
-    let before = env.listing();
-    let out = env
-        .cmd(&[
-            "run",
-            "-f",
-            ".env",
-            "--",
-            "sh",
-            "-c",
-            "printf %s \"$SECRET\"",
-        ])
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.stdout, b"s");
-    assert_eq!(env.listing(), before, "no file beside the .env");
+    assert_eq!(print(&env, "SECRET"), b"s");
     assert_eq!(
         std::fs::read_dir(tmp.path()).unwrap().count(),
         0,

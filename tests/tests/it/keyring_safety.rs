@@ -12,7 +12,8 @@ use secrets_manager::{Error, SecretsConfig, SecretsManager};
 use serde_json::{Value, json};
 
 use secrets_manager_tests::{
-    load_keyring as load, manager_in_code, new_keyring_file, python_with, seed_package,
+    load_keyring as load, load_keyring_with, manager_in_code, new_keyring_file, python_with,
+    seed_package,
 };
 
 /// A keyring file with v1, and the manager (configured in code) that wrote it.
@@ -315,16 +316,7 @@ fn salts_whose_base64_looks_like_hex_round_trip_through_files() {
     // With verification on (the salt hash must match the bytes read back)
     // and off (the key itself must be right).
     assert_eq!(&*load(&path).decrypt(&token).unwrap().1, b"x");
-    let unverified = SecretsManager::new(
-        SecretsConfig::builder()
-            .kdf_iterations(1_000)
-            .verify_salt_integrity(false)
-            .env_file(&path)
-            .unwrap()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let unverified = load_keyring_with(&path, false);
     assert_eq!(&*unverified.decrypt(&token).unwrap().1, b"x");
 }
 
@@ -399,16 +391,7 @@ fn with_verification_off_a_malformed_salt_hash_is_ignored_as_in_python() {
         "ENCRYPTION_KEYS__v1=\"pw\"\nENCRYPTION_SALT__v1=\"c2FsdA==\"\nENCRYPTION_SALT_HASH__v1=\"wrong-hash\"\n",
     )
     .unwrap();
-    let off = SecretsManager::new(
-        SecretsConfig::builder()
-            .kdf_iterations(1_000)
-            .verify_salt_integrity(false)
-            .env_file(&path)
-            .unwrap()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let off = load_keyring_with(&path, false);
     let (_, token) = off.encrypt(b"ok").unwrap();
     assert_eq!(&*off.decrypt(&token).unwrap().1, b"ok");
     assert_eq!(off.statistics().integrity_checks, 0);
