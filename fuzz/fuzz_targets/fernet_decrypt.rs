@@ -23,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(timed.ok(), general);
     let _ = f.extract_timestamp(data);
     if let Ok(t) = UnverifiedToken::parse(data) {
+        // Every token's head peeks to the timestamp it parses to.
+        assert_eq!(UnverifiedToken::peek_timestamp(data), Some(t.timestamp()));
         let _ = t.check_ttl(Some(Duration::from_secs(u64::MAX)), u64::MAX);
     }
     let multi = MultiFernet::new(vec![Fernet::new(&Key::from_bytes([1; 32])), f.clone()]).unwrap();

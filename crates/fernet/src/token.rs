@@ -351,6 +351,29 @@ impl UnverifiedToken {
         Ok(Self { raw })
     }
 
+    /// The timestamp an encoded token claims, read from its first twelve
+    /// characters without decoding the rest or checking anything else:
+    /// `None` unless they are base64 of the version byte and a timestamp.
+    /// Not authenticated: use it only to choose which key to try first, for
+    /// example with [`Fernet::decrypt_at_time`], whose success authenticates
+    /// it.
+    ///
+    /// ```
+    /// use secrets_manager_fernet::{Fernet, Key, UnverifiedToken};
+    ///
+    /// let token = Fernet::new(&Key::generate()).encrypt_at_time(b"hi", 1_700_000_000);
+    /// assert_eq!(UnverifiedToken::peek_timestamp(&token), Some(1_700_000_000));
+    /// assert_eq!(UnverifiedToken::peek_timestamp("not a token"), None);
+    /// ```
+    #[must_use]
+    #[inline]
+    pub fn peek_timestamp(token: impl AsRef<[u8]>) -> Option<u64> {
+        // 12 characters: the version byte and the 8-byte timestamp.
+        let head = token.as_ref().first_chunk::<12>()?;
+        let raw = b64::decode_12(head)?;
+        (raw[0] == VERSION).then(|| timestamp_of(&raw))
+    }
+
     /// The timestamp the token claims (Unix seconds). Not authenticated
     /// until [`verify`](Self::verify) succeeds: use it only to order work.
     #[must_use]
@@ -780,6 +803,24 @@ mod tests {
             assert!(f.decrypt(&token).is_err(), "padding {last}");
             assert!(general(&f, &token, None, 0).is_none());
         }
+    }
+
+    #[test]
+    fn peek_timestamp_agrees_with_parse() {
+        let f = Fernet::new(&Key::from_bytes([3; 32]));
+        for ts in [0, 1, 499_162_800, 1_700_000_000, u64::MAX] {
+            let token = f.encrypt_at_time(b"x", ts);
+            assert_eq!(UnverifiedToken::peek_timestamp(&token), Some(ts));
+            assert_eq!(UnverifiedToken::parse(&token).unwrap().timestamp(), ts);
+            // Only the head is read: a damaged tail still peeks.
+            let head = &token[..12];
+            assert_eq!(UnverifiedToken::peek_timestamp(head), Some(ts));
+            assert_eq!(UnverifiedToken::peek_timestamp(&token[..11]), None);
+        }
+        // Another version byte, and characters outside the alphabet.
+        assert_eq!(UnverifiedToken::peek_timestamp("AAAAAAAAAAAA"), None);
+        assert_eq!(UnverifiedToken::peek_timestamp("gAAAAAAA+AAA"), None);
+        assert_eq!(UnverifiedToken::peek_timestamp("gAAAAAAAAAA="), None);
     }
 
     #[test]

@@ -190,22 +190,48 @@ impl KeyStore {
             (Some(_), None) => secrets_manager_fernet::unix_time(),
             (_, now) => now.unwrap_or(0),
         };
+        let hinted = options.hint.and_then(|v| ring.index.get(&v).copied());
+        // The first candidate opens most tokens. Its choice needs only the
+        // claimed timestamp, so it is tried with the codec's one-key path
+        // (structure, time, HMAC, decryption; a small token never touches
+        // the heap but for its message), whose success authenticates that
+        // timestamp. Anything else takes the full trial below, which skips
+        // this candidate if it was tried.
+        let mut tried_first = None;
+        if let Some(claimed) = UnverifiedToken::peek_timestamp(token) {
+            let first_choice = hinted.or(ring.active_at(claimed)).unwrap_or(ring.active);
+            let entry = &ring.entries[first_choice];
+            if entry.state == VersionState::Usable {
+                let fernet = match entry.cache.fernet.get() {
+                    Some(fernet) => fernet,
+                    None => self.derive(entry)?,
+                };
+                if let Ok(msg) = fernet.decrypt_at_time(token, options.ttl, now) {
+                    *lookups += 1;
+                    entry.decryptions.incr();
+                    return Ok((entry.name, claimed, msg));
+                }
+                tried_first = Some(first_choice);
+            }
+        }
+
         let parsed = UnverifiedToken::parse(token).map_err(|_| KeystoreError::InvalidToken)?;
         if parsed.check_ttl(options.ttl, now).is_err() {
             return Err(self.why_out_of_time(ring, parsed, options, now));
         }
-
-        let hinted = options.hint.and_then(|v| ring.index.get(&v).copied());
+        // A well-formed token in time: the attempt above (if any) was a
+        // lookup, as the trial counts them.
+        *lookups += u64::from(tried_first.is_some());
         let by_time = ring.active_at(parsed.timestamp());
         let first = [hinted, by_time, Some(ring.active)];
-        // The first candidate opens most tokens: try it before building
-        // the trial order (which starts with it), keeping the common path
-        // short.
         let first_choice = hinted.or(by_time).unwrap_or(ring.active);
-        let mut token = match self.try_open(&ring.entries[first_choice], parsed, lookups)? {
-            Ok(opened) => return Ok(opened),
-            Err(unopened) => unopened,
-        };
+        let mut token = parsed;
+        if tried_first != Some(first_choice) {
+            token = match self.try_open(&ring.entries[first_choice], token, lookups)? {
+                Ok(opened) => return Ok(opened),
+                Err(unopened) => unopened,
+            };
+        }
         for index in trial_order(ring.entries.len(), first).skip(1) {
             token = match self.try_open(&ring.entries[index], token, lookups)? {
                 Ok(opened) => return Ok(opened),
@@ -355,6 +381,52 @@ mod tests {
         let stats = s.statistics();
         assert_eq!(stats.cache_misses, misses);
         assert_eq!(stats.cache_hits + stats.cache_misses, 3 + 1);
+    }
+
+    /// Lookups as the statistics count them, whichever path a token takes:
+    /// the first candidate's quick attempt or the full trial after it.
+    #[test]
+    fn each_key_tried_is_one_lookup_and_failures_before_any_key_are_none() {
+        let s = store("v3");
+        let lookups = |s: &KeyStore| {
+            let st = s.statistics();
+            st.cache_hits + st.cache_misses
+        };
+        let (_, token) = s.encrypt_at_time(b"x", 1_000).unwrap();
+        // The first candidate (the active v3) opens it: one lookup.
+        let before = lookups(&s);
+        assert_eq!(s.decrypt(token.as_bytes()).unwrap().0.as_str(), "v3");
+        assert_eq!(lookups(&s), before + 1);
+        // A wrong hint: the hinted v1, then v3.
+        let before = lookups(&s);
+        let options = DecryptOptions::new().hint("v1");
+        assert_eq!(
+            s.decrypt_with(token.as_bytes(), &options)
+                .unwrap()
+                .0
+                .as_str(),
+            "v3"
+        );
+        assert_eq!(lookups(&s), before + 2);
+        // A token no version opens: all three tried.
+        let foreign = Fernet::new(&Key::generate()).encrypt_at_time(b"x", 1_000);
+        let before = lookups(&s);
+        assert!(s.decrypt(foreign.as_bytes()).is_err());
+        assert_eq!(lookups(&s), before + 3);
+        // Malformed after a valid head, or out of time: no key was tried.
+        let before = lookups(&s);
+        let cut = &token.as_bytes()[..token.len() - 4];
+        assert_eq!(s.decrypt(cut), Err(KeystoreError::InvalidToken));
+        let expired = DecryptOptions::new()
+            .ttl(Duration::from_secs(10))
+            .at_time(2_000);
+        assert!(matches!(
+            s.decrypt_with(token.as_bytes(), &expired),
+            Err(KeystoreError::Expired { .. })
+        ));
+        assert_eq!(lookups(&s), before);
+        let st = s.statistics();
+        assert_eq!((st.decryptions, st.decryption_failures), (2, 3));
     }
 
     #[test]
