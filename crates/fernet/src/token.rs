@@ -253,7 +253,7 @@ impl Fernet {
         ttl: Option<Duration>,
         now: u64,
     ) -> Result<Zeroizing<Vec<u8>>, InvalidToken> {
-        if !token.len().is_multiple_of(4) || token.len() < b64::encoded_len(MIN_RAW_LEN) {
+        if !plausible_length(token) {
             return Err(InvalidToken);
         }
         let mut buf = [0u8; N];
@@ -337,9 +337,7 @@ impl UnverifiedToken {
     #[inline]
     pub fn parse(token: impl AsRef<[u8]>) -> Result<Self, InvalidToken> {
         let token = token.as_ref();
-        // Cheap structural checks first: every valid token is a multiple of
-        // four characters and at least one block long.
-        if !token.len().is_multiple_of(4) || token.len() < b64::encoded_len(MIN_RAW_LEN) {
+        if !plausible_length(token) {
             return Err(InvalidToken);
         }
         // Only public bytes so far; the buffer is zeroized once it may hold
@@ -564,6 +562,13 @@ impl EncryptJob<'_> {
             None => b64::encode_zero_extended(&buf, fill),
         };
     }
+}
+
+/// The cheap structural check first: every valid token is a multiple of
+/// four characters and at least one block long.
+#[inline]
+fn plausible_length(text: &[u8]) -> bool {
+    text.len().is_multiple_of(4) && text.len() >= b64::encoded_len(MIN_RAW_LEN)
 }
 
 /// Whether decoded bytes have a token's structure: the version byte, and
