@@ -367,9 +367,8 @@ impl UnverifiedToken {
     #[inline]
     pub fn peek_timestamp(token: impl AsRef<[u8]>) -> Option<u64> {
         // 12 characters: the version byte and the 8-byte timestamp.
-        let head = token.as_ref().first_chunk::<12>()?;
-        let raw = b64::decode_12(head)?;
-        (raw[0] == VERSION).then(|| timestamp_of(&raw))
+        let (version, timestamp) = b64::decode_head(token.as_ref().first_chunk::<12>()?)?;
+        (version == VERSION).then_some(timestamp)
     }
 
     /// The timestamp the token claims (Unix seconds). Not authenticated

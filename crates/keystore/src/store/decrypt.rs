@@ -102,9 +102,17 @@ impl DecryptOptions {
     }
 }
 
-/// A decrypted token: the version that opened it, its timestamp and the
-/// message.
-type Opened = (Version, u64, Zeroizing<Vec<u8>>);
+/// A decrypted token: the version that opened it and the message. (The
+/// shape the public methods return, so the hot path builds it once.)
+type Opened = (Version, Zeroizing<Vec<u8>>);
+
+/// What a trial records besides its result: the keys it tried (for the
+/// statistics) and the authenticated timestamp of the token it opened.
+#[derive(Default)]
+struct Trial {
+    lookups: u64,
+    timestamp: u64,
+}
 
 impl KeyStore {
     /// Decrypts a token with no hint and no TTL: see
@@ -131,13 +139,13 @@ impl KeyStore {
     /// A malformed or expired token, no version that opens it (naming a
     /// retired or destroyed version when that is why), or a cleaned-up
     /// store.
+    #[inline]
     pub fn decrypt_with(
         &self,
         token: &[u8],
         options: &DecryptOptions,
     ) -> Result<(Version, Zeroizing<Vec<u8>>), KeystoreError> {
-        self.open_counted(token, options)
-            .map(|(v, _, msg)| (v, msg))
+        self.open_counted(token, options, &mut Trial::default())
     }
 
     /// Re-encrypts a token under the active version, keeping its timestamp.
@@ -147,7 +155,9 @@ impl KeyStore {
     /// As [`decrypt`](Self::decrypt) (no TTL is applied), or
     /// [`encrypt`](Self::encrypt).
     pub fn rotate_token(&self, token: &[u8]) -> Result<RotatedToken, KeystoreError> {
-        let (from, timestamp, msg) = self.open_counted(token, &DecryptOptions::new())?;
+        let mut trial = Trial::default();
+        let (from, msg) = self.open_counted(token, &DecryptOptions::new(), &mut trial)?;
+        let timestamp = trial.timestamp;
         let (to, token) = self.encrypt_at_time(&msg, timestamp)?;
         Ok(RotatedToken {
             from,
@@ -159,16 +169,17 @@ impl KeyStore {
 
     /// `open`, counted: a decryption (with its one implied key lookup) or a
     /// failure, plus any further lookups the trial needed.
+    #[inline]
     fn open_counted(
         &self,
         token: &[u8],
         options: &DecryptOptions,
+        trial: &mut Trial,
     ) -> Result<Opened, KeystoreError> {
-        let mut lookups = 0;
-        let result = self.open(token, options, &mut lookups);
+        let result = self.open(token, options, trial);
         let (counter, extra) = match result {
-            Ok(_) => (Counter::Decryptions, lookups.saturating_sub(1)),
-            Err(_) => (Counter::DecryptionFailures, lookups),
+            Ok(_) => (Counter::Decryptions, trial.lookups.saturating_sub(1)),
+            Err(_) => (Counter::DecryptionFailures, trial.lookups),
         };
         if extra > 0 {
             self.counters.add(Counter::ExtraLookups, extra);
@@ -177,11 +188,12 @@ impl KeyStore {
         result
     }
 
+    #[inline]
     fn open(
         &self,
         token: &[u8],
         options: &DecryptOptions,
-        lookups: &mut u64,
+        trial: &mut Trial,
     ) -> Result<Opened, KeystoreError> {
         let state = self.state();
         let ring = state.live()?;
@@ -207,33 +219,51 @@ impl KeyStore {
                     None => self.derive(entry)?,
                 };
                 if let Ok(msg) = fernet.decrypt_at_time(token, options.ttl, now) {
-                    *lookups += 1;
+                    trial.lookups += 1;
+                    trial.timestamp = claimed;
                     entry.decryptions.incr();
-                    return Ok((entry.name, claimed, msg));
+                    return Ok((entry.name, msg));
                 }
                 tried_first = Some(first_choice);
             }
         }
+        self.open_by_trial(ring, token, options, now, tried_first, trial)
+    }
 
+    /// The full trial, for a token the first candidate did not open
+    /// (`tried_first`, when one was tried): decode once, then every usable
+    /// version in the trial order, then say why none opened it. Kept out of
+    /// line: the common path above stays small.
+    #[inline(never)]
+    fn open_by_trial(
+        &self,
+        ring: &crate::ring::Ring,
+        token: &[u8],
+        options: &DecryptOptions,
+        now: u64,
+        tried_first: Option<usize>,
+        trial: &mut Trial,
+    ) -> Result<Opened, KeystoreError> {
+        let hinted = options.hint.and_then(|v| ring.index.get(&v).copied());
         let parsed = UnverifiedToken::parse(token).map_err(|_| KeystoreError::InvalidToken)?;
         if parsed.check_ttl(options.ttl, now).is_err() {
             return Err(self.why_out_of_time(ring, parsed, options, now));
         }
         // A well-formed token in time: the attempt above (if any) was a
         // lookup, as the trial counts them.
-        *lookups += u64::from(tried_first.is_some());
+        trial.lookups += u64::from(tried_first.is_some());
         let by_time = ring.active_at(parsed.timestamp());
         let first = [hinted, by_time, Some(ring.active)];
         let first_choice = hinted.or(by_time).unwrap_or(ring.active);
         let mut token = parsed;
         if tried_first != Some(first_choice) {
-            token = match self.try_open(&ring.entries[first_choice], token, lookups)? {
+            token = match self.try_open(&ring.entries[first_choice], token, trial)? {
                 Ok(opened) => return Ok(opened),
                 Err(unopened) => unopened,
             };
         }
         for index in trial_order(ring.entries.len(), first).skip(1) {
-            token = match self.try_open(&ring.entries[index], token, lookups)? {
+            token = match self.try_open(&ring.entries[index], token, trial)? {
                 Ok(opened) => return Ok(opened),
                 Err(unopened) => unopened,
             };
@@ -322,12 +352,12 @@ impl KeyStore {
         &self,
         entry: &Entry,
         token: UnverifiedToken,
-        lookups: &mut u64,
+        trial: &mut Trial,
     ) -> Result<Result<Opened, UnverifiedToken>, KeystoreError> {
         if entry.state != VersionState::Usable {
             return Ok(Err(token));
         }
-        *lookups += 1;
+        trial.lookups += 1;
         let fernet = match entry.cache.fernet.get() {
             Some(fernet) => fernet,
             None => self.derive(entry)?,
@@ -338,8 +368,9 @@ impl KeyStore {
         };
         let timestamp = verified.timestamp();
         Ok(verified.decrypt().map(|msg| {
+            trial.timestamp = timestamp;
             entry.decryptions.incr();
-            (entry.name, timestamp, msg)
+            (entry.name, msg)
         }))
     }
 }

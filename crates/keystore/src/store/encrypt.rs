@@ -12,6 +12,7 @@ impl KeyStore {
     ///
     /// After [`cleanup`](Self::cleanup), or if the active key cannot be
     /// derived.
+    #[inline]
     pub fn encrypt(&self, msg: &[u8]) -> Result<(Version, String), KeystoreError> {
         self.encrypt_at_time(msg, secrets_manager_fernet::unix_time())
     }
@@ -21,6 +22,7 @@ impl KeyStore {
     /// # Errors
     ///
     /// As [`encrypt`](Self::encrypt).
+    #[inline]
     pub fn encrypt_at_time(
         &self,
         msg: &[u8],
