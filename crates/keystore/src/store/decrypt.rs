@@ -107,11 +107,10 @@ impl DecryptOptions {
 type Opened = (Version, Zeroizing<Vec<u8>>);
 
 /// What a trial records besides its result: the keys it tried (for the
-/// statistics) and the authenticated timestamp of the token it opened.
+/// statistics).
 #[derive(Default)]
 struct Trial {
     lookups: u64,
-    timestamp: u64,
 }
 
 impl KeyStore {
@@ -155,9 +154,12 @@ impl KeyStore {
     /// As [`decrypt`](Self::decrypt) (no TTL is applied), or
     /// [`encrypt`](Self::encrypt).
     pub fn rotate_token(&self, token: &[u8]) -> Result<RotatedToken, KeystoreError> {
-        let mut trial = Trial::default();
-        let (from, msg) = self.open_counted(token, &DecryptOptions::new(), &mut trial)?;
-        let timestamp = trial.timestamp;
+        let (from, msg) =
+            self.open_counted(token, &DecryptOptions::new(), &mut Trial::default())?;
+        // Its HMAC verified, so the timestamp its head claims is authentic
+        // (and there: a token that opened parsed).
+        let timestamp =
+            UnverifiedToken::peek_timestamp(token).ok_or(KeystoreError::InvalidToken)?;
         let (to, token) = self.encrypt_at_time(&msg, timestamp)?;
         Ok(RotatedToken {
             from,
@@ -209,9 +211,18 @@ impl KeyStore {
         // the heap but for its message), whose success authenticates that
         // timestamp. Anything else takes the full trial below, which skips
         // this candidate if it was tried.
+        //
+        // Without a hint the candidate is the version active at that time,
+        // read off the token's head only when the keyring records
+        // activation times: without any, the answer does not depend on it.
+        let first_choice = match hinted {
+            Some(hinted) => Some(hinted),
+            None if ring.timeline.is_empty() => Some(ring.active_at(0).unwrap_or(ring.active)),
+            None => UnverifiedToken::peek_timestamp(token)
+                .map(|claimed| ring.active_at(claimed).unwrap_or(ring.active)),
+        };
         let mut tried_first = None;
-        if let Some(claimed) = UnverifiedToken::peek_timestamp(token) {
-            let first_choice = hinted.or(ring.active_at(claimed)).unwrap_or(ring.active);
+        if let Some(first_choice) = first_choice {
             let entry = &ring.entries[first_choice];
             if entry.state == VersionState::Usable {
                 let fernet = match entry.cache.fernet.get() {
@@ -220,7 +231,6 @@ impl KeyStore {
                 };
                 if let Ok(msg) = fernet.decrypt_at_time(token, options.ttl, now) {
                     trial.lookups += 1;
-                    trial.timestamp = claimed;
                     entry.decryptions.incr();
                     return Ok((entry.name, msg));
                 }
@@ -366,9 +376,7 @@ impl KeyStore {
             Ok(verified) => verified,
             Err(unopened) => return Ok(Err(unopened)),
         };
-        let timestamp = verified.timestamp();
         Ok(verified.decrypt().map(|msg| {
-            trial.timestamp = timestamp;
             entry.decryptions.incr();
             (entry.name, msg)
         }))
