@@ -178,12 +178,14 @@ impl TokenIdentifier {
     /// let manager = SecretsManager::new(config)?;
     /// let (_, token) = manager.encrypt_at_time(b"data", 1_700_000_000)?;
     /// let identifier = manager.token_identifier()?;
-    /// let verified = identifier.verify(token.as_bytes(), None).unwrap();
-    /// assert_eq!(verified.version(), "v1");
-    /// let opened = verified.open().unwrap();
-    /// assert_eq!(opened.timestamp, 1_700_000_000);
-    /// assert_eq!(&opened.plaintext[..], b"data");
-    /// assert_eq!(identifier.verify(b"not a token", None).unwrap_err(), Identified::NotAToken);
+    /// match identifier.verify(token.as_bytes(), None).and_then(|v| v.open()) {
+    ///     Ok(opened) => {
+    ///         assert_eq!((opened.version.as_str(), opened.timestamp), ("v1", 1_700_000_000));
+    ///         assert_eq!(&opened.plaintext[..], b"data");
+    ///     }
+    ///     Err(why) => panic!("{why:?}"),
+    /// }
+    /// assert!(matches!(identifier.verify(b"not a token", None), Err(Identified::NotAToken)));
     /// # Ok::<(), secrets_manager::Error>(())
     /// ```
     ///
