@@ -107,10 +107,11 @@ impl DecryptOptions {
 type Opened = (Version, Zeroizing<Vec<u8>>);
 
 /// What a trial records besides its result: the keys it tried (for the
-/// statistics).
+/// statistics), and the first candidate if the quick attempt tried it.
 #[derive(Default)]
 struct Trial {
     lookups: u64,
+    tried_first: Option<usize>,
 }
 
 impl KeyStore {
@@ -221,7 +222,6 @@ impl KeyStore {
             None => UnverifiedToken::peek_timestamp(token)
                 .map(|claimed| ring.active_at(claimed).unwrap_or(ring.active)),
         };
-        let mut tried_first = None;
         if let Some(first_choice) = first_choice {
             let entry = &ring.entries[first_choice];
             if entry.state == VersionState::Usable {
@@ -234,14 +234,14 @@ impl KeyStore {
                     entry.decryptions.incr();
                     return Ok((entry.name, msg));
                 }
-                tried_first = Some(first_choice);
+                trial.tried_first = Some(first_choice);
             }
         }
-        self.open_by_trial(ring, token, options, now, tried_first, trial)
+        self.open_by_trial(ring, token, options, now, hinted, trial)
     }
 
     /// The full trial, for a token the first candidate did not open
-    /// (`tried_first`, when one was tried): decode once, then every usable
+    /// (`trial.tried_first`, when one was tried): decode once, then every usable
     /// version in the trial order, then say why none opened it. Kept out of
     /// line: the common path above stays small.
     #[inline(never)]
@@ -251,22 +251,21 @@ impl KeyStore {
         token: &[u8],
         options: &DecryptOptions,
         now: u64,
-        tried_first: Option<usize>,
+        hinted: Option<usize>,
         trial: &mut Trial,
     ) -> Result<Opened, KeystoreError> {
-        let hinted = options.hint.and_then(|v| ring.index.get(&v).copied());
         let parsed = UnverifiedToken::parse(token).map_err(|_| KeystoreError::InvalidToken)?;
         if parsed.check_ttl(options.ttl, now).is_err() {
             return Err(self.why_out_of_time(ring, parsed, options, now));
         }
         // A well-formed token in time: the attempt above (if any) was a
         // lookup, as the trial counts them.
-        trial.lookups += u64::from(tried_first.is_some());
+        trial.lookups += u64::from(trial.tried_first.is_some());
         let by_time = ring.active_at(parsed.timestamp());
         let first = [hinted, by_time, Some(ring.active)];
         let first_choice = hinted.or(by_time).unwrap_or(ring.active);
         let mut token = parsed;
-        if tried_first != Some(first_choice) {
+        if trial.tried_first != Some(first_choice) {
             token = match self.try_open(&ring.entries[first_choice], token, trial)? {
                 Ok(opened) => return Ok(opened),
                 Err(unopened) => unopened,
