@@ -264,9 +264,8 @@ impl Fernet {
         }
         let end = raw.len() - TAG_LEN;
         let (header, body) = raw[..end].split_at_mut(HEADER_LEN);
-        cbc_decrypt(&self.state.dec, &header[9..], body);
-        let msg = padding_len(&body[body.len() - BLOCK..])
-            .map(|pad| Zeroizing::new(body[..body.len() - pad].to_vec()));
+        let msg = cbc_decrypt(&self.state.dec, &header[9..], body)
+            .map(|len| Zeroizing::new(body[..len].to_vec()));
         body.zeroize();
         msg.ok_or(InvalidToken)
     }
@@ -451,8 +450,7 @@ impl VerifiedToken<'_> {
         let mut raw = self.raw;
         let end = raw.len() - TAG_LEN;
         let iv = Block::clone_from_slice(&raw[9..HEADER_LEN]);
-        cbc_decrypt(&self.fernet.state.dec, &iv, &mut raw[HEADER_LEN..end]);
-        let Some(pad) = padding_len(&raw[end - BLOCK..end]) else {
+        let Some(len) = cbc_decrypt(&self.fernet.state.dec, &iv, &mut raw[HEADER_LEN..end]) else {
             // Restore the ciphertext: CBC encryption is the exact inverse
             // (rare path: only reachable with a valid HMAC).
             let (blocks, _) = InOutBuf::from(&mut raw[HEADER_LEN..end]).into_chunks::<U16>();
@@ -460,7 +458,6 @@ impl VerifiedToken<'_> {
                 .encrypt_blocks_inout_mut(blocks);
             return Err(UnverifiedToken { raw });
         };
-        let len = end - HEADER_LEN - pad;
         raw.copy_within(HEADER_LEN..HEADER_LEN + len, 0);
         raw.truncate(len);
         Ok(raw)
@@ -588,12 +585,16 @@ fn within_ttl(ts: u64, ttl: Option<Duration>, now: u64) -> bool {
     })
 }
 
-/// CBC-decrypts whole blocks in place, all in parallel.
+/// CBC-decrypts whole blocks in place, all in parallel, and returns the
+/// message's length, or `None` if the PKCS#7 padding is malformed (the
+/// body then holds the bad plaintext: the caller wipes or restores it).
 #[inline]
-fn cbc_decrypt(dec: &Aes128Dec, iv: &[u8], body: &mut [u8]) {
-    let (blocks, _) = InOutBuf::from(body).into_chunks::<U16>();
+fn cbc_decrypt(dec: &Aes128Dec, iv: &[u8], body: &mut [u8]) -> Option<usize> {
+    let (blocks, _) = InOutBuf::from(&mut *body).into_chunks::<U16>();
     cbc::Decryptor::<&Aes128Dec>::inner_iv_init(dec, Block::from_slice(iv))
         .decrypt_blocks_inout_mut(blocks);
+    let pad = padding_len(&body[body.len() - BLOCK..])?;
+    Some(body.len() - pad)
 }
 
 /// The timestamp field of a decoded token (checked to be long enough).

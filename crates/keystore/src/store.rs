@@ -167,11 +167,18 @@ impl KeyStore {
         entry: &Entry,
         f: impl FnOnce(&Fernet) -> R,
     ) -> Result<R, KeystoreError> {
-        // Lookups are counted by the callers (see `Counter::ExtraLookups`).
-        if let Some(fernet) = entry.cache.fernet.get() {
-            return Ok(f(fernet));
+        Ok(f(self.fernet(entry)?))
+    }
+
+    /// The version's expanded key: the cached one (one atomic load), or
+    /// derived now. Lookups are counted by the callers (see
+    /// `Counter::ExtraLookups`).
+    #[inline]
+    fn fernet<'e>(&self, entry: &'e Entry) -> Result<&'e Fernet, KeystoreError> {
+        match entry.cache.fernet.get() {
+            Some(fernet) => Ok(fernet),
+            None => self.derive(entry),
         }
-        Ok(f(self.derive(entry)?))
     }
 
     /// Derives a version's key once: concurrent first users wait on the

@@ -225,10 +225,7 @@ impl KeyStore {
         if let Some(first_choice) = first_choice {
             let entry = &ring.entries[first_choice];
             if entry.state == VersionState::Usable {
-                let fernet = match entry.cache.fernet.get() {
-                    Some(fernet) => fernet,
-                    None => self.derive(entry)?,
-                };
+                let fernet = self.fernet(entry)?;
                 if let Ok(msg) = fernet.decrypt_at_time(token, options.ttl, now) {
                     trial.lookups += 1;
                     entry.decryptions.incr();
@@ -286,10 +283,7 @@ impl KeyStore {
             if entry.state != VersionState::Retired {
                 continue;
             }
-            let fernet = match entry.cache.fernet.get() {
-                Some(fernet) => fernet,
-                None => self.derive(entry)?,
-            };
+            let fernet = self.fernet(entry)?;
             token = match token.verify(fernet) {
                 Ok(_) => return Err(KeystoreError::VersionRetired(entry.name)),
                 Err(unopened) => unopened,
@@ -333,12 +327,9 @@ impl KeyStore {
             if entry.state == VersionState::Destroyed {
                 continue;
             }
-            let fernet = match entry.cache.fernet.get() {
-                Some(fernet) => fernet,
-                None => match self.derive(entry) {
-                    Ok(fernet) => fernet,
-                    Err(e) => return e,
-                },
+            let fernet = match self.fernet(entry) {
+                Ok(fernet) => fernet,
+                Err(e) => return e,
             };
             token = match token.verify(fernet) {
                 Ok(_) => {
@@ -367,10 +358,7 @@ impl KeyStore {
             return Ok(Err(token));
         }
         trial.lookups += 1;
-        let fernet = match entry.cache.fernet.get() {
-            Some(fernet) => fernet,
-            None => self.derive(entry)?,
-        };
+        let fernet = self.fernet(entry)?;
         let verified = match token.verify(fernet) {
             Ok(verified) => verified,
             Err(unopened) => return Ok(Err(unopened)),
