@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, Result, bail};
+use secrets_manager::etcd::env;
 use secrets_manager::persist::{self, Prefixes};
 use secrets_manager::zeroize::Zeroizing;
 
@@ -22,14 +23,18 @@ use crate::appenv::{is_keyring_name, is_token, load_for};
 use crate::args::Cli;
 use crate::keyring::explain;
 
-/// The key-encryption key of keyring stores: as secret as the keyring.
-const KEK_VARIABLE: &str = "SECRETS_MANAGER_KEK";
+/// The keyring stores' secrets given in the environment: the current and
+/// previous key-encryption keys and the etcd password, each as secret as
+/// the keyring.
+const STORE_SECRETS: [&str; 3] = [env::KEK, env::KEK_PREVIOUS, env::PASSWORD];
 
 /// Whether the program must not see a variable: the keyring's own
-/// (`ENCRYPTION_*`, the active-version variable) and the stores' KEK.
+/// (`ENCRYPTION_*`, the active-version variable) and the stores' secrets.
 fn withheld(name: &OsStr) -> bool {
     name.to_str().is_some_and(|n| {
-        n.to_ascii_uppercase().starts_with("ENCRYPTION_") || is_keyring_name(n) || n == KEK_VARIABLE
+        n.to_ascii_uppercase().starts_with("ENCRYPTION_")
+            || is_keyring_name(n)
+            || STORE_SECRETS.contains(&n)
     })
 }
 
