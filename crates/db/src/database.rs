@@ -135,7 +135,10 @@ impl Database {
             Inner::Postgres(Box::new(pg::Postgres::connect(url)?))
         } else {
             return Err(DbError::Url {
-                scheme: url.split(':').next().unwrap_or_default().to_owned(),
+                scheme: url
+                    .split_once(':')
+                    .map_or("", |(scheme, _)| scheme)
+                    .to_owned(),
             });
         };
         Ok(Self { inner })

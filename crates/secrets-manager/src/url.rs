@@ -27,7 +27,7 @@ pub fn open_keyring(url: &str) -> Result<Arc<dyn KeyringStore>> {
 
 pub(crate) fn open(url: &str, prefixes: &Prefixes) -> Result<Arc<dyn KeyringStore>> {
     let unsupported = |reason: &str| Error::KeyringUrl {
-        url: url.to_owned(),
+        url: shown(url),
         reason: reason.to_owned(),
     };
     if let Some(rest) = url.strip_prefix("env:") {
@@ -57,6 +57,15 @@ pub(crate) fn open(url: &str, prefixes: &Prefixes) -> Result<Arc<dyn KeyringStor
     Ok(Arc::new(FileStore::with_prefixes(url, prefixes)))
 }
 
+/// An address as an error may show it: a `scheme://` address by its
+/// scheme alone, since what follows may hold a user name and password.
+fn shown(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://..."),
+        None => url.to_owned(),
+    }
+}
+
 /// An etcd keyring, with its settings (key-encryption key, timeout,
 /// authentication, TLS) from the environment; variable names do not apply.
 #[cfg(feature = "etcd")]
@@ -76,7 +85,7 @@ fn etcd(url: &str, _prefixes: &Prefixes) -> Result<Arc<dyn KeyringStore>> {
 #[cfg(not(feature = "etcd"))]
 fn etcd(url: &str, _prefixes: &Prefixes) -> Result<Arc<dyn KeyringStore>> {
     Err(Error::KeyringUrl {
-        url: url.to_owned(),
+        url: shown(url),
         reason: "this build has no etcd support (the secrets-manager crate's `etcd` feature)"
             .to_owned(),
     })
@@ -98,6 +107,9 @@ mod tests {
             let e = shown(bad).unwrap_err().to_string();
             assert!(e.contains("keyring address"), "{bad}: {e}");
         }
+        // An unknown kind's address may carry credentials: never shown.
+        let e = shown("vault://me:hunter2@h/x").unwrap_err().to_string();
+        assert!(!e.contains("hunter2") && e.contains("vault://"), "{e}");
     }
 
     #[cfg(feature = "etcd")]

@@ -121,6 +121,11 @@ fn errors_name_what_was_wrong_and_never_a_password() {
         err.contains("\"mysql\"") && !err.contains("hunter2"),
         "{err}"
     );
+    // No colon at all: nothing of the address is quoted.
+    let err = Database::open("host=db user=app password=hunter2")
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.db");
     let err = Database::open(&format!("sqlite:{}", missing.display()))
