@@ -28,6 +28,7 @@ mod store;
 mod version;
 
 pub use crate::error::{KeystoreError, VersionList};
+pub use crate::ring::{Timeline, trial_order};
 pub use crate::spec::{
     KeyKind, KeyMaterial, Options, Snapshot, VersionInfo, VersionSpec, VersionState,
 };

@@ -87,8 +87,8 @@ pub(crate) struct Ring {
     pub(crate) entries: Vec<Arc<Entry>>,
     pub(crate) active: usize,
     pub(crate) index: HashMap<Version, usize>,
-    /// `(activated_at, entry)`, sorted: which version was active when.
-    pub(crate) timeline: Vec<(u64, usize)>,
+    /// Which version was active when.
+    pub(crate) timeline: Timeline,
     /// Scheduled activations, `(at, entry)` sorted: usable versions whose
     /// activation time is later than the active version's (which must be
     /// known). Each takes over encryption at its time, with no further
@@ -103,14 +103,10 @@ impl Ring {
             .enumerate()
             .map(|(i, e)| (e.name, i))
             .collect();
-        let mut timeline: Vec<(u64, usize)> = entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| e.activated_at.map(|t| (t, i)))
-            .collect();
-        timeline.sort_unstable();
+        let timeline = Timeline::new(entries.iter().map(|e| e.activated_at));
         let schedule = match entries.get(active).and_then(|e| e.activated_at) {
             Some(since) => timeline
+                .times
                 .iter()
                 .copied()
                 .filter(|&(t, i)| t > since && entries[i].state == VersionState::Usable)
@@ -148,17 +144,9 @@ impl Ring {
         }
     }
 
-    /// The version that was active at `timestamp`: the one that became
-    /// active last at or before it; for a time before every recorded
-    /// activation, the newest version with no recorded time (such versions
-    /// are the oldest: a Python-made keyring records none), so old tokens
-    /// cost one attempt too.
+    /// The version that was active at `timestamp` (see [`Timeline`]).
     pub(crate) fn active_at(&self, timestamp: u64) -> Option<usize> {
-        let after = self.timeline.partition_point(|&(t, _)| t <= timestamp);
-        match after.checked_sub(1) {
-            Some(i) => Some(self.timeline[i].1),
-            None => self.entries.iter().rposition(|e| e.activated_at.is_none()),
-        }
+        self.timeline.active_at(timestamp)
     }
 
     pub(crate) fn names(&self) -> Vec<Version> {
@@ -204,15 +192,64 @@ impl Ring {
     }
 }
 
+/// Which version of a keyring was active when, from the versions'
+/// activation times (indices in the order added): the second candidate of
+/// the [`trial_order`]. Made by [`Snapshot::timeline`](crate::Snapshot::timeline).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// `(activated_at, index)`, sorted.
+    times: Vec<(u64, usize)>,
+    /// The newest version with no recorded time.
+    untimed: Option<usize>,
+}
+
+impl Timeline {
+    /// From each version's activation time, in the order added.
+    pub(crate) fn new(activated_at: impl Iterator<Item = Option<u64>>) -> Self {
+        let mut timeline = Self::default();
+        for (i, at) in activated_at.enumerate() {
+            match at {
+                Some(t) => timeline.times.push((t, i)),
+                None => timeline.untimed = Some(i),
+            }
+        }
+        timeline.times.sort_unstable();
+        timeline
+    }
+
+    /// Whether no version records an activation time (a Python-made
+    /// keyring): then [`active_at`](Self::active_at) does not depend on
+    /// the time.
+    #[must_use]
+    pub fn is_untimed(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// The version that was active at `timestamp`: the one that became
+    /// active last at or before it; for a time before every recorded
+    /// activation, the newest version with no recorded time (such versions
+    /// are the oldest: a Python-made keyring records none), so old tokens
+    /// cost one attempt too.
+    #[must_use]
+    pub fn active_at(&self, timestamp: u64) -> Option<usize> {
+        let after = self.times.partition_point(|&(t, _)| t <= timestamp);
+        match after.checked_sub(1) {
+            Some(i) => Some(self.times[i].1),
+            None => self.untimed,
+        }
+    }
+}
+
 /// Decryption's trial order over `len` versions (indices in the order
 /// added): the `first` candidates (hint, version active at the token's
 /// time, active version) in that order, then every other version, newest
 /// first. Each version comes once; a candidate that is `None` or out of
 /// range is skipped.
 ///
-/// The decrypt path tries the first candidate before building this order,
-/// so the order must start with it (tested below).
-pub(crate) fn trial_order(len: usize, first: [Option<usize>; 3]) -> impl Iterator<Item = usize> {
+/// The key store's decrypt path tries the first candidate before building
+/// this order, so the order must start with it (tested below). Public so
+/// that other trials (the facade's `TokenIdentifier`) follow the same one.
+pub fn trial_order(len: usize, first: [Option<usize>; 3]) -> impl Iterator<Item = usize> {
     let first = first.map(|c| c.filter(|&c| c < len));
     let firsts = first
         .into_iter()

@@ -295,6 +295,13 @@ impl<'a> Snapshot<'a> {
         self.ring.entries[self.ring.encrypting_now()].name
     }
 
+    /// Which version was active when, by index in the order added (that
+    /// of [`versions`](Self::versions)).
+    #[must_use]
+    pub fn timeline(&self) -> crate::Timeline {
+        self.ring.timeline.clone()
+    }
+
     /// Every version in the order added, with its key material (`None`
     /// once destroyed).
     pub fn versions(&self) -> impl Iterator<Item = (VersionInfo, Option<&'a KeyMaterial>)> + 'a {

@@ -11,8 +11,8 @@ use crate::Version;
 use crate::error::Result;
 use crate::fernet::zeroize::Zeroizing;
 use crate::fernet::{Fernet, Key, UnverifiedToken, VerifiedToken};
-use crate::kdf::derive_key;
-use crate::keystore::{KeyMaterial, VersionState};
+use crate::kdf::derive_key_into;
+use crate::keystore::{KeyMaterial, Timeline, VersionState, trial_order};
 use crate::manager::SecretsManager;
 
 /// What [`TokenIdentifier::identify`] found out about a value.
@@ -62,8 +62,8 @@ pub struct TokenIdentifier {
     keys: Vec<(Version, VersionState, Option<Fernet>)>,
     active: usize,
     index: HashMap<Version, usize>,
-    /// `(activated_at, index)`, sorted.
-    timeline: Vec<(u64, usize)>,
+    /// Which version was active when.
+    timeline: Timeline,
 }
 
 impl fmt::Debug for TokenIdentifier {
@@ -95,13 +95,9 @@ impl SecretsManager {
             let active_name = snapshot.active();
             let mut keys = Vec::new();
             let mut active = 0;
-            let mut timeline = Vec::new();
             for (i, (info, material)) in snapshot.versions().enumerate() {
                 if info.version == active_name {
                     active = i;
-                }
-                if let Some(at) = info.activated_at {
-                    timeline.push((at, i));
                 }
                 let fernet = match (info.state, material) {
                     (VersionState::Destroyed, _) | (_, None) => None,
@@ -115,14 +111,20 @@ impl SecretsManager {
                             ..
                         }),
                     ) => {
-                        let raw =
-                            derive_key(password.expose_secret().as_bytes(), salt, *iterations);
-                        Some(Fernet::new(&Key::from_bytes(*raw)))
+                        // Derived straight into the key's locked memory.
+                        let key = Key::fill_with(|out| {
+                            derive_key_into(
+                                password.expose_secret().as_bytes(),
+                                salt,
+                                *iterations,
+                                out,
+                            );
+                        });
+                        Some(Fernet::new(&key))
                     }
                 };
                 keys.push((info.version, info.state, fernet));
             }
-            timeline.sort_unstable();
             let index = keys
                 .iter()
                 .enumerate()
@@ -132,7 +134,7 @@ impl SecretsManager {
                 keys,
                 active,
                 index,
-                timeline,
+                timeline: snapshot.timeline(),
             }
         })?)
     }
@@ -219,20 +221,8 @@ impl TokenIdentifier {
         let hinted = hint
             .and_then(|h| Version::from_setting(h).ok())
             .and_then(|v| self.index.get(&v).copied());
-        let after = self
-            .timeline
-            .partition_point(|&(t, _)| t <= token.timestamp());
-        let by_time = after.checked_sub(1).map(|i| self.timeline[i].1);
-        let first = [hinted, by_time, Some(self.active)];
-        let firsts = first
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.filter(|c| !first[..i].contains(&Some(*c))));
-        let rest = (0..self.keys.len())
-            .rev()
-            .filter(|i| !first.contains(&Some(*i)));
-        let usable = firsts
-            .chain(rest)
+        let by_time = self.timeline.active_at(token.timestamp());
+        let usable = trial_order(self.keys.len(), [hinted, by_time, Some(self.active)])
             .filter(|&i| self.keys[i].1 == VersionState::Usable);
         let retired = (0..self.keys.len())
             .rev()

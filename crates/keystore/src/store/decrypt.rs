@@ -218,7 +218,7 @@ impl KeyStore {
         // activation times: without any, the answer does not depend on it.
         let first_choice = match hinted {
             Some(hinted) => Some(hinted),
-            None if ring.timeline.is_empty() => Some(ring.active_at(0).unwrap_or(ring.active)),
+            None if ring.timeline.is_untimed() => Some(ring.active_at(0).unwrap_or(ring.active)),
             None => UnverifiedToken::peek_timestamp(token)
                 .map(|claimed| ring.active_at(claimed).unwrap_or(ring.active)),
         };
