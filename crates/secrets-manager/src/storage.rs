@@ -209,10 +209,25 @@ fn edit(
             activate: true,
             ..
         } => file.set_active(spec.name.as_str())?,
+        // The stamp records a time this manager did not know, for the
+        // version it believes active. A store that moved on (another process
+        // activated a version since) or that knows the time already keeps
+        // its pointer and its times: a stale manager never moves them. (A
+        // store with no pointer yet, as the Python package may leave it, has
+        // not moved on.)
         Change::Add {
             stamp: Some((active, at)),
             ..
-        } => file.set_active_at(active.as_str(), Some(at))?,
+        } => {
+            let current = file.active().is_none_or(|a| a == active.as_str());
+            if current
+                && file
+                    .get(active.as_str())
+                    .is_some_and(|v| v.activated_at.is_none())
+            {
+                file.set_active_at(active.as_str(), Some(at))?;
+            }
+        }
         Change::Add { .. } => {}
         Change::Activate { version, at } => file.set_active_at(version.as_str(), Some(at))?,
         Change::Retire(version) => {

@@ -34,6 +34,42 @@ fn password_of(path: &Path, version: &str) -> Option<String> {
 }
 
 #[test]
+fn a_stale_manager_scheduling_a_version_never_moves_the_active_pointer_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = new_file(dir.path());
+    let fresh = load(&path);
+    let stale = load(&path);
+    fresh
+        .rotate_to_new_version("v2", "fresh password")
+        .apply()
+        .unwrap();
+    let v2_at = |path: &Path| {
+        let k = read_keyring(path, &Prefixes::default()).unwrap();
+        (
+            k.active().map(str::to_owned),
+            k.get("v1").unwrap().activated_at,
+            k.get("v2").unwrap().activated_at,
+        )
+    };
+    let before = v2_at(&path);
+    assert_eq!(before.0.as_deref(), Some("v2"));
+
+    // The stale manager still believes v1 active, with no recorded time.
+    let at = secrets_manager::fernet::unix_time() + 3600;
+    stale
+        .rotate_to_new_version("v3", "scheduled")
+        .activate_at(at)
+        .apply()
+        .unwrap();
+    let after = v2_at(&path);
+    assert_eq!(after, before, "pointer and times kept");
+    let k = read_keyring(&path, &Prefixes::default()).unwrap();
+    assert_eq!(k.get("v3").unwrap().activated_at, Some(at), "v3 scheduled");
+    // Every process that loads the file now encrypts under v2 until then.
+    assert_eq!(load(&path).active_version(), "v2");
+}
+
+#[test]
 fn a_stale_manager_cannot_replace_a_version_another_process_added() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = new_file(dir.path());
