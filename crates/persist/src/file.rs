@@ -465,7 +465,7 @@ pub fn refresh_checksum(
 /// by hand, or by a reader that does not know the state): the next write
 /// erases it.
 fn stale_material(parsed: &Parsed, keyring: &Keyring, prefixes: &Prefixes) -> bool {
-    let names = binding_index(parsed);
+    let names = binding_index(parsed, prefixes);
     keyring
         .versions()
         .iter()
@@ -478,12 +478,17 @@ fn stale_material(parsed: &Parsed, keyring: &Keyring, prefixes: &Prefixes) -> bo
         })
 }
 
-/// Bindings by lower-cased name (keyring lookups ignore case).
-fn binding_index(parsed: &Parsed) -> HashMap<String, usize> {
+/// The keyring's bindings by lower-cased name (keyring lookups ignore
+/// case). Only the keyring's own variables, recognised as the reader
+/// recognises them: another variable whose name lower-cases to one of
+/// theirs (`ENCRYPTION_\u{212A}EYS__v1`, with a Kelvin sign) must never
+/// stand in for it.
+fn binding_index(parsed: &Parsed, prefixes: &Prefixes) -> HashMap<String, usize> {
     parsed
         .bindings
         .iter()
         .enumerate()
+        .filter(|(_, b)| keyring::is_keyring_variable_any_case(prefixes, &b.key))
         .map(|(i, b)| (b.key.to_lowercase(), i))
         .collect()
 }
@@ -496,7 +501,7 @@ fn render(
     keyring: &Keyring,
     prefixes: &Prefixes,
 ) -> Result<Zeroizing<String>, PersistError> {
-    let names = binding_index(parsed);
+    let names = binding_index(parsed, prefixes);
     let binding = |var: &str| names.get(&var.to_lowercase()).map(|&i| &parsed.bindings[i]);
     // Replacements of whole statements (an empty one deletes), by byte
     // range of the original, and lines to append.

@@ -517,6 +517,35 @@ fn two_spellings_of_one_keyring_variable_are_refused() {
     assert!(!e.contains("\"a\"") && !e.contains("\"b\""), "{e}");
 }
 
+/// A variable that is not the keyring's but whose name lower-cases to one
+/// of its names (a Kelvin sign for the K) must not stand in for it: destroying
+/// the version erases the real password and leaves the other line alone.
+#[test]
+fn destroying_erases_the_real_binding_not_a_look_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".env.secrets");
+    std::fs::write(
+        &path,
+        "ENCRYPTION_KEYS__v1=\"pw-one\"\nENCRYPTION_SALT__v1=\"c2FsdHNhbHQ=\"\n\
+         ENCRYPTION_KEYS__v2=\"pw-two\"\nENCRYPTION_SALT__v2=\"c2FsdHNhbHQy\"\n\
+         ACTIVE_ENCRYPTION_VERSION=\"v2\"\n\
+         ENCRYPTION_\u{212A}EYS__v1=\"look-alike\"\n",
+    )
+    .unwrap();
+    update_keyring(&path, &Prefixes::default(), |k| k.destroy("v1").map(|_| ())).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("pw-one"), "the password is erased: {text}");
+    assert!(
+        text.contains("ENCRYPTION_\u{212A}EYS__v1=\"look-alike\""),
+        "the other variable is kept: {text}"
+    );
+    assert_eq!(password_of(&path, "v2").as_deref(), Some("pw-two"));
+    // Nothing is left for the next write to erase.
+    let (_, report) =
+        update_keyring(&path, &Prefixes::default(), |_| Ok::<_, PersistError>(())).unwrap();
+    assert!(!report.written, "{text}");
+}
+
 #[test]
 fn the_keyring_api_never_replaces_or_moves_backwards() {
     let dir = tempfile::tempdir().unwrap();
