@@ -72,8 +72,9 @@ pub enum DbError {
         table: String,
         /// The column.
         column: String,
-        /// Why.
-        source: postgres::Error,
+        /// Why: the server's code and message, without the detail that
+        /// may quote the row.
+        source: PgFailure,
     },
     /// `rewrap` needs a key column to update rows by.
     #[error("{table}.{column}: rewrap needs a key column (--key-column) to update rows by")]
@@ -130,3 +131,41 @@ pub enum DbError {
 
 /// `Result` with [`DbError`].
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// A statement's failure on PostgreSQL as errors show it: the severity,
+/// the SQLSTATE and the server's primary message, never its `DETAIL` or
+/// `HINT`. Those may quote a row's contents ("Failing row contains (...)",
+/// "Key (secret)=(...)"): tokens, and other columns' values.
+pub struct PgFailure(postgres::Error);
+
+impl PgFailure {
+    pub(crate) fn new(error: postgres::Error) -> Self {
+        Self(error)
+    }
+
+    /// The SQLSTATE code, when the server reported the failure.
+    #[must_use]
+    pub fn sqlstate(&self) -> Option<&str> {
+        self.0.as_db_error().map(|e| e.code().code())
+    }
+}
+
+impl std::fmt::Display for PgFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(e) => write!(f, "{} {}: {}", e.severity(), e.code().code(), e.message()),
+            // Client-side: the connection or the protocol, no row data.
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl std::fmt::Debug for PgFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgFailure({self})")
+    }
+}
+
+/// No `source`: the wrapped error would print the detail this type leaves
+/// out.
+impl std::error::Error for PgFailure {}

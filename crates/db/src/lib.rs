@@ -49,7 +49,7 @@ mod sqlite;
 mod target;
 
 pub use crate::database::Database;
-pub use crate::error::{DbError, Result};
+pub use crate::error::{DbError, PgFailure, Result};
 pub use crate::rewrap::{DEFAULT_BATCH, RewrapOptions, RewrapReport, Unopened, rewrap};
 pub use crate::scan::{Census, VersionCount, scan};
 pub use crate::target::{Column, Name, ValueFormat};

@@ -13,7 +13,7 @@ use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, NoTls};
 
 use crate::database::{Backend, Cell, CellRef, Key, Row, Update};
-use crate::error::{DbError, Result};
+use crate::error::{DbError, PgFailure, Result};
 use crate::target::Column;
 
 /// Rows fetched per round trip while scanning.
@@ -99,7 +99,7 @@ impl Postgres {
         move |source| DbError::Postgres {
             table: column.table_text(),
             column: column.column_text(),
-            source,
+            source: PgFailure::new(source),
         }
     }
 

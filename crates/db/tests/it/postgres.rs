@@ -106,4 +106,29 @@ fn postgres() {
     }
     let c = Column::new("numbers", "Mixed").unwrap();
     assert_eq!(scan(&manager, &mut db, &c, &()).unwrap().rows, 0);
+
+    // A constraint the update breaks: the server's DETAIL quotes the row
+    // ("Failing row contains (1, gAAAA...)"); the error never does.
+    raw.exec("CREATE TABLE guarded (id BIGINT PRIMARY KEY, secret TEXT)");
+    raw.insert("guarded", 1, Some(&token));
+    raw.exec("ALTER TABLE guarded ADD CONSTRAINT no_updates CHECK (id < 0) NOT VALID");
+    let column = Column::new("guarded", "secret")
+        .unwrap()
+        .key_column("id")
+        .unwrap();
+    let err = rewrap(&manager, &mut db, &column, RewrapOptions::default(), &()).unwrap_err();
+    let mut shown = format!("{err} {err:?}");
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        shown.push_str(&format!(" {c} {c:?}"));
+        cause = c.source();
+    }
+    assert!(
+        shown.contains("23514") && shown.contains("no_updates"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("gAAAA") && !shown.contains("Failing row"),
+        "{shown}"
+    );
 }
