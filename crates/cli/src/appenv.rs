@@ -8,7 +8,6 @@
 
 use std::io::{IsTerminal as _, Read};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use secrets_manager::SecretsManager;
@@ -341,13 +340,10 @@ fn plan(
             Op::Encrypt => Zeroizing::new(manager.encrypt(value.as_bytes())?.1),
             Op::Decrypt { ttl, hint } => {
                 let token = value.trim_ascii();
-                let (_, plaintext) = match (ttl, hint) {
-                    (Some(secs), _) => manager.decrypt_with_ttl(token, Duration::from_secs(secs)),
-                    (None, Some(h)) => manager.decrypt_with_hint(token, h),
-                    (None, None) => manager.decrypt(token),
-                }
-                .map_err(|e| explain(manager, e))
-                .with_context(|| format!("{show}: {name}: cannot decrypt"))?;
+                let (_, plaintext) = manager
+                    .decrypt_with(token, &crate::crypt::decrypt_options(ttl, hint))
+                    .map_err(|e| explain(manager, e))
+                    .with_context(|| format!("{show}: {name}: cannot decrypt"))?;
                 let text = std::str::from_utf8(&plaintext).map_err(|_| {
                     anyhow!(
                         "{show}: {name}: the plaintext is not UTF-8 text, which a .env file cannot hold (`get` prints it)"

@@ -22,6 +22,19 @@ pub(crate) fn encrypt(cli: &Cli) -> Result<Output> {
 }
 
 /// One token from stdin to its exact plaintext bytes.
+/// `--ttl` and `--hint` as one options value, so a hint given with a TTL
+/// is not dropped.
+pub(crate) fn decrypt_options(ttl: Option<u64>, hint: Option<&str>) -> DecryptOptions {
+    let mut options = DecryptOptions::new();
+    if let Some(secs) = ttl {
+        options = options.ttl(Duration::from_secs(secs));
+    }
+    if let Some(h) = hint {
+        options = options.hint(h);
+    }
+    options
+}
+
 pub(crate) fn decrypt(
     cli: &Cli,
     ttl: Option<u64>,
@@ -31,16 +44,8 @@ pub(crate) fn decrypt(
     let manager = load(cli)?;
     let input = read_stdin()?;
     let token = input.trim_ascii();
-    // One options value, so a hint given with a TTL is not dropped.
-    let mut options = DecryptOptions::new();
-    if let Some(secs) = ttl {
-        options = options.ttl(Duration::from_secs(secs));
-    }
-    if let Some(h) = hint {
-        options = options.hint(h);
-    }
     let (_, plaintext) = manager
-        .decrypt_with(token, &options)
+        .decrypt_with(token, &decrypt_options(ttl, hint))
         .map_err(|e| explain(&manager, e))?;
     if !force && std::str::from_utf8(&plaintext).is_err() && std::io::stdout().is_terminal() {
         bail!(

@@ -441,6 +441,28 @@ fn encrypt_and_decrypt_with_named_keys() {
     assert!(env.read(".env").contains("API_KEY=\"k e y\"\n"));
 }
 
+/// `decrypt -f --ttl S --hint V`: both apply, as for stdin.
+#[test]
+fn decrypt_in_a_file_honours_a_hint_given_with_a_ttl() {
+    let env = Env::new();
+    env.ok(&["rotate", "--new-version", "v2"], b"");
+    env.ok(&["retire", "v1"], b"");
+    env.write(".env", &format!("FOREIGN=\"{}\"\n", foreign_token()));
+    // No version here opens it; the error names the retired v1 only if the
+    // hint was used.
+    let err = env.fails(
+        &["decrypt", "-f", ".env", "--ttl", "60", "--hint", "v1"],
+        b"",
+        1,
+    );
+    assert!(err.contains("v1 is retired"), "{err}");
+    let err = env.fails(&["decrypt", "-f", ".env", "--ttl", "60"], b"", 1);
+    assert!(
+        err.contains("tried: v2") && !err.contains("retired"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_value_that_fails_to_decrypt_writes_nothing_in_any_file() {
     let env = Env::new();
