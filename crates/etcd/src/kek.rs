@@ -262,8 +262,16 @@ pub(crate) enum Wrapping {
 
 impl Blob {
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let blob: Self = serde_json::from_slice(bytes)
-            .map_err(|e| format!("not a secrets-manager material record ({e})"))?;
+        // Only the kind of fault and where: serde's text quotes values, and a
+        // hand-written plaintext record holds a password.
+        let blob: Self = serde_json::from_slice(bytes).map_err(|e| {
+            format!(
+                "not a secrets-manager material record ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+        })?;
         match (&blob.kek, &blob.token, &blob.plain) {
             (Some(_), Some(_), None) | (None, None, Some(_)) => Ok(blob),
             _ => Err(
@@ -424,6 +432,16 @@ mod tests {
         for bad in [&b"{}"[..], b"[]", b"{\"kek\":\"x\"}", b"not json"] {
             assert!(Blob::parse(bad).is_err());
         }
+        // A hand-written record with a password where a number goes: the
+        // error says where, never what.
+        let e = Blob::parse(br#"{"plain":{"version":"v1","iterations":"hunter2"}}"#)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(!e.contains("hunter2") && e.contains("line 1"), "{e}");
+        let e = Blob::parse(br#"{"kek":"hunter2"}x"#)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]
