@@ -187,9 +187,13 @@ impl Inner {
                 .store
                 .with_snapshot(|s| s.versions().map(|(i, _)| i).find(|i| i.version == wanted))?;
             let stamped = keyring.get(wanted.as_str()).and_then(|v| v.activated_at);
-            if let Some(info) = pointer.filter(|i| i.activated_at.is_none() && stamped.is_some()) {
+            if let Some(info) = pointer
+                .filter(|i| i.version == active && i.activated_at.is_none() && stamped.is_some())
+            {
                 // The time the active version became active, recorded
-                // with a schedule: the schedule counts from it.
+                // with a schedule: the schedule counts from it. (Only for
+                // the version active here: moving the pointer is the next
+                // step's, under its guards.)
                 self.store.activate(&info.version, stamped)?;
             }
             if wanted != active

@@ -250,6 +250,31 @@ fn keyring_addresses_load_files_and_the_environment() {
     assert!(e.contains("unknown kind of keyring"), "{e}");
 }
 
+/// A file whose pointer moved to a version with changed material (and a
+/// time) is refused whole: the pointer does not move here either.
+#[test]
+fn a_refused_version_is_not_activated_by_its_recorded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".env.secrets");
+    let keys = "ENCRYPTION_KEYS__v1=\"pw\"\nENCRYPTION_SALT__v1=\"c2FsdHNhbHRzYWx0\"\n";
+    std::fs::write(
+        &path,
+        format!("{keys}ENCRYPTION_KEYS__v2=\"two\"\nENCRYPTION_SALT__v2=\"c2FsdHNhbHQy\"\nACTIVE_ENCRYPTION_VERSION=\"v1\"\n"),
+    )
+    .unwrap();
+    let m = load(&path);
+    assert_eq!(m.active_version(), "v1");
+    std::fs::write(
+        &path,
+        format!("{keys}ENCRYPTION_KEYS__v2=\"changed\"\nENCRYPTION_SALT__v2=\"c2FsdHNhbHQy\"\nACTIVE_ENCRYPTION_VERSION=\"v2\"\nENCRYPTION_ACTIVATED_AT__v2=\"1700000000\"\n"),
+    )
+    .unwrap();
+    let report = m.reload().unwrap();
+    assert_eq!(report.refused, ["v2"]);
+    assert!(report.activated.is_none());
+    assert_eq!(m.active_version(), "v1", "the pointer stays");
+}
+
 /// `activate_after`: every process that reloads during the window can
 /// decrypt the new version before anyone encrypts under it, and none
 /// encrypts under it before its time.
