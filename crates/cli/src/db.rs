@@ -269,6 +269,12 @@ pub(crate) fn run(cli: &Cli, command: &DbCommand, out: &mut Vec<u8>) -> Result<(
                     r.still_changing.len()
                 );
             }
+            if r.rows_without_key > 0 {
+                bail!(
+                    "{} row(s) of {target} have no key (NULL in the key column) and were not visited: give them keys, or choose a key column without NULLs",
+                    r.rows_without_key
+                );
+            }
             Ok(())
         }
     }

@@ -79,11 +79,37 @@ pub(crate) struct Update {
     pub(crate) new: Cell,
 }
 
+/// Which rows a count counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rows {
+    /// Every row of the table.
+    All,
+    /// The rows whose key is NULL: no update by key reaches them.
+    WithoutKey,
+}
+
+/// The count query, the same on both databases (quoted names only).
+pub(crate) fn count_sql(column: &Column, rows: Rows) -> String {
+    let table = column.table.quoted();
+    match (rows, &column.key) {
+        (Rows::WithoutKey, Some(key)) => {
+            format!(
+                "SELECT count(*) FROM {table} WHERE {} IS NULL",
+                key.quoted()
+            )
+        }
+        // Without a key column nothing is updated by key (a rewrap needs
+        // one): nothing to count.
+        (Rows::WithoutKey, None) => "SELECT 0".to_owned(),
+        (Rows::All, _) => format!("SELECT count(*) FROM {table}"),
+    }
+}
+
 pub(crate) trait Backend {
     /// The table and columns exist and can hold tokens.
     fn check(&mut self, column: &Column) -> Result<()>;
-    /// Rows in the table.
-    fn count(&mut self, column: &Column) -> Result<u64>;
+    /// How many rows there are of a kind.
+    fn count(&mut self, column: &Column, rows: Rows) -> Result<u64>;
     /// Every row, streamed (key only when a key column is set).
     fn scan(
         &mut self,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, NoTls};
 
-use crate::database::{Backend, Cell, CellRef, Key, Row, Update};
+use crate::database::{Backend, Cell, CellRef, Key, Row, Rows, Update, count_sql};
 use crate::error::{DbError, PgFailure, Result};
 use crate::target::Column;
 
@@ -203,11 +203,10 @@ impl Backend for Postgres {
         Ok(())
     }
 
-    fn count(&mut self, column: &Column) -> Result<u64> {
-        let sql = format!("SELECT count(*) FROM {}", column.table.quoted());
+    fn count(&mut self, column: &Column, rows: Rows) -> Result<u64> {
         let n: i64 = self
             .client
-            .query_one(&sql, &[])
+            .query_one(&count_sql(column, rows), &[])
             .map_err(Self::err(column))?
             .get(0);
         Ok(u64::try_from(n).unwrap_or(0))

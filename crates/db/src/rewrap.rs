@@ -20,7 +20,7 @@ use secrets_manager::{Identified, SecretsManager, TokenIdentifier, Version};
 use serde::Serialize;
 
 use crate::Progress;
-use crate::database::{Backend, Cell, Database, Key, Row, Update};
+use crate::database::{Backend, Cell, Database, Key, Row, Rows, Update};
 use crate::error::{DbError, Result};
 use crate::target::{Column, Split, ValueFormat, split};
 
@@ -130,16 +130,21 @@ pub struct RewrapReport {
     pub still_changing: Vec<String>,
     /// Rows deleted while the rewrap ran.
     pub gone: u64,
+    /// Rows whose key is NULL: no update by key reaches them, so they were
+    /// not visited (and are not in `rows`). Give them keys, or choose a key
+    /// column without NULLs.
+    pub rows_without_key: u64,
     /// Transactions committed.
     pub transactions: u64,
 }
 
 impl RewrapReport {
     /// Whether every value that is a token is now under the active version
-    /// (nothing unopened, nothing left changing).
+    /// (nothing unopened, nothing left changing, no row left unvisited for
+    /// want of a key).
     #[must_use]
     pub fn is_complete(&self) -> bool {
-        self.unopened.is_empty() && self.still_changing.is_empty()
+        self.unopened.is_empty() && self.still_changing.is_empty() && self.rows_without_key == 0
     }
 }
 
@@ -363,7 +368,7 @@ fn run(
 ) -> Result<RewrapReport> {
     let column = planner.column;
     backend.check(column)?;
-    progress.start(backend.count(column)?);
+    progress.start(backend.count(column, Rows::All)?);
 
     let mut report = RewrapReport {
         report: "secrets-manager/db-rewrap/1",
@@ -372,6 +377,7 @@ fn run(
         value_format: column.format.as_str(),
         active_version: planner.active.to_string(),
         dry_run: options.dry_run,
+        rows_without_key: backend.count(column, Rows::WithoutKey)?,
         ..RewrapReport::default()
     };
     // A pipeline of two stages: this thread reads and writes pages; a
@@ -527,8 +533,8 @@ mod tests {
         fn check(&mut self, c: &Column) -> Result<()> {
             self.inner.check(c)
         }
-        fn count(&mut self, c: &Column) -> Result<u64> {
-            self.inner.count(c)
+        fn count(&mut self, c: &Column, rows: Rows) -> Result<u64> {
+            self.inner.count(c, rows)
         }
         fn scan(
             &mut self,

@@ -8,7 +8,7 @@ use secrets_manager::{Identified, SecretsManager, Version};
 use serde::Serialize;
 
 use crate::Progress;
-use crate::database::{CellRef, Database, Key};
+use crate::database::{CellRef, Database, Key, Rows};
 use crate::error::{DbError, Result};
 use crate::target::{Column, Split, split};
 
@@ -112,7 +112,7 @@ pub fn scan(
         })?;
     let backend = db.backend();
     backend.check(column)?;
-    progress.start(backend.count(column)?);
+    progress.start(backend.count(column, Rows::All)?);
 
     let versions: Vec<(Version, VersionState)> = identifier.versions().collect();
     let position: HashMap<Version, usize> = versions

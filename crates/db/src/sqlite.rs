@@ -9,7 +9,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
 
-use crate::database::{Backend, Cell, CellRef, Key, Row, Update};
+use crate::database::{Backend, Cell, CellRef, Key, Row, Rows, Update, count_sql};
 use crate::error::{DbError, Result};
 use crate::target::Column;
 
@@ -159,11 +159,10 @@ impl Backend for Sqlite {
             })
     }
 
-    fn count(&mut self, column: &Column) -> Result<u64> {
-        let sql = format!("SELECT count(*) FROM {}", column.table.quoted());
+    fn count(&mut self, column: &Column, rows: Rows) -> Result<u64> {
         let n: i64 = self
             .conn
-            .query_row(&sql, [], |r| r.get(0))
+            .query_row(&count_sql(column, rows), [], |r| r.get(0))
             .map_err(Self::err(column))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }

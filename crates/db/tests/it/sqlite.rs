@@ -94,6 +94,38 @@ fn blobs_stay_blobs_and_numbers_are_not_tokens() {
     assert_eq!((census.versions[3].values, census.not_tokens), (1, 1));
 }
 
+/// SQLite lets a TEXT primary key hold NULL. No update by key reaches
+/// such a row, so the rewrap says so and is not complete; the census still
+/// counts its value under the old version.
+#[test]
+fn rows_without_a_key_are_reported_not_skipped_silently() {
+    let (keys, manager) = keys_and_manager();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, secret TEXT)")
+        .unwrap();
+    let old = secrets_manager::fernet::Fernet::new(&keys.v1);
+    conn.execute(
+        "INSERT INTO t VALUES ('a', ?1), (NULL, ?2)",
+        [old.encrypt(b"one"), old.encrypt(b"two")],
+    )
+    .unwrap();
+    let mut db = Database::open(&format!("sqlite:{}", path.display())).unwrap();
+    let column = Column::new("t", "secret").unwrap().key_column("k").unwrap();
+    let report = rewrap(&manager, &mut db, &column, RewrapOptions::default(), &()).unwrap();
+    assert_eq!(
+        (report.rows, report.rewrapped, report.rows_without_key),
+        (1, 1, 1)
+    );
+    assert!(!report.is_complete());
+    let census = scan(&manager, &mut db, &column, &()).unwrap();
+    assert_eq!(
+        (census.versions[1].values, census.versions[3].values),
+        (1, 1)
+    );
+}
+
 #[test]
 fn hostile_identifiers_are_refused_before_any_sql() {
     for (table, column, key) in [
