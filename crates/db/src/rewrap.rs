@@ -172,14 +172,6 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn manager_error(&self, source: secrets_manager::Error) -> DbError {
-        DbError::Manager {
-            table: self.column.table_text(),
-            column: self.column.column_text(),
-            source: Box::new(source),
-        }
-    }
-
     fn plan(&self, row: &Row) -> Result<Plan> {
         let bytes: &[u8] = match &row.cell {
             Cell::Null => return Ok(Plan::Null),
@@ -211,8 +203,11 @@ impl Planner<'_> {
             if !mismatch {
                 return Ok(Plan::Active);
             }
-            // The token is right, its label is not.
-            let token = std::str::from_utf8(token).unwrap_or_default();
+            // The token is right, its label is not. (A verified token is
+            // base64, so text; anything else is left alone.)
+            let Ok(token) = std::str::from_utf8(token) else {
+                return Ok(Plan::NotToken);
+            };
             return Ok(Plan::Write {
                 from: None,
                 mismatch,
@@ -227,7 +222,7 @@ impl Planner<'_> {
         let (to, fresh) = self
             .manager
             .encrypt_at_time(&opened.plaintext, opened.timestamp)
-            .map_err(|e| self.manager_error(e))?;
+            .map_err(|e| self.column.manager_error(e))?;
         if to != self.active {
             return Err(DbError::ActiveChanged {
                 table: self.column.table_text(),
@@ -346,11 +341,7 @@ pub fn rewrap(
     }
     let identifier = manager
         .token_identifier()
-        .map_err(|source| DbError::Manager {
-            table: column.table_text(),
-            column: column.column_text(),
-            source: Box::new(source),
-        })?;
+        .map_err(|e| column.manager_error(e))?;
     let planner = Planner {
         manager,
         identifier: &identifier,

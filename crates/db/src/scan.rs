@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::Progress;
 use crate::database::{CellRef, Database, Key, Rows};
-use crate::error::{DbError, Result};
+use crate::error::Result;
 use crate::target::{Column, Split, split};
 
 /// Rows between two progress updates.
@@ -105,11 +105,7 @@ pub fn scan(
 ) -> Result<Census> {
     let identifier = manager
         .token_identifier()
-        .map_err(|source| DbError::Manager {
-            table: column.table_text(),
-            column: column.column_text(),
-            source: Box::new(source),
-        })?;
+        .map_err(|e| column.manager_error(e))?;
     let backend = db.backend();
     backend.check(column)?;
     progress.start(backend.count(column, Rows::All)?);

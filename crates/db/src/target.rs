@@ -211,6 +211,15 @@ impl Column {
     pub(crate) fn column_text(&self) -> String {
         self.column.to_string()
     }
+
+    /// The key store failed while working on this column.
+    pub(crate) fn manager_error(&self, source: secrets_manager::Error) -> crate::DbError {
+        crate::DbError::Manager {
+            table: self.table_text(),
+            column: self.column_text(),
+            source: Box::new(source),
+        }
+    }
 }
 
 /// `table.column`.
