@@ -178,7 +178,7 @@ pub(crate) struct Raw {
 /// Material unwrapped by the last read, by version, with the stored bytes
 /// it came from: a watcher reads the whole keyring at every change, and
 /// unchanged bytes need no second unwrapping.
-pub(crate) type Unwrapped = Mutex<HashMap<String, (Zeroizing<Vec<u8>>, StoredKey)>>;
+pub(crate) type Unwrapped = Mutex<HashMap<String, (Zeroizing<Vec<u8>>, Option<u32>, StoredKey)>>;
 
 /// A key-value pair as read: key, value, `create_revision`, `mod_revision`.
 pub(crate) type Kv = (String, Zeroizing<Vec<u8>>, i64, i64);
@@ -323,15 +323,24 @@ impl Raw {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .get(&v.name)
-                    .filter(|(bytes, _)| *bytes == material.value)
-                    .map(|(_, stored)| stored.clone());
+                    // The same bytes under the same record: the unwrap
+                    // checked that pairing once (the count is bound to the
+                    // material), so a record rewritten with another count
+                    // is checked again, as a cold read would.
+                    .filter(|(bytes, iterations, _)| {
+                        *bytes == material.value && *iterations == v.record.iterations
+                    })
+                    .map(|(_, _, stored)| stored.clone());
                 let stored = match cached {
                     Some(stored) => stored,
                     None => Blob::parse(&material.value)
                         .and_then(|blob| blob.unwrap(&v.name, v.record.iterations, keks))
                         .map_err(|problem| invalid(origin, &key, problem))?,
                 };
-                seen.insert(v.name.clone(), (material.value.clone(), stored.clone()));
+                seen.insert(
+                    v.name.clone(),
+                    (material.value.clone(), v.record.iterations, stored.clone()),
+                );
                 let kind = match stored {
                     StoredKey::Password { .. } => Kind::Password,
                     _ => Kind::Fernet,
@@ -781,6 +790,46 @@ mod tests {
         assert_eq!(k.get("v1").unwrap().state, StoredState::Destroyed);
         // Nothing changed: nothing to write.
         assert_eq!(m.write(keks, |_| Ok(())).unwrap(), 0);
+    }
+
+    /// A version record rewritten with another count (deleted and made
+    /// again, so it still reads as written once) is refused by a warm
+    /// cache as by a cold read.
+    #[test]
+    fn a_warm_cache_still_checks_the_count_bound_to_the_material() {
+        let keks = [Kek::generate()];
+        let mut m = Memory::default();
+        m.write(&keks, |k| {
+            k.add(
+                StoredVersion::new(
+                    "v1",
+                    StoredKey::Password {
+                        password: "pw".into(),
+                        salt: "c2FsdA==".into(),
+                        salt_hash: None,
+                    },
+                )
+                .with_iterations(Some(1_000)),
+            )?;
+            k.set_active("v1")
+        })
+        .unwrap();
+        let cache = Unwrapped::default();
+        m.raw()
+            .keyring(&layout(), &origin(), &keks, &cache)
+            .unwrap();
+        let record = "/app/versions/v1".to_owned();
+        let text = String::from_utf8(m.kvs[&record].0.to_vec()).unwrap();
+        assert!(text.contains("1000"), "{text}");
+        m.revision += 1;
+        let forged = Zeroizing::new(text.replace("1000", "2000").into_bytes());
+        m.kvs.insert(record, (forged, m.revision, m.revision));
+        let cold = m
+            .raw()
+            .keyring(&layout(), &origin(), &keks, &Unwrapped::default());
+        assert!(cold.is_err(), "a cold read refuses it");
+        let warm = m.raw().keyring(&layout(), &origin(), &keks, &cache);
+        assert!(warm.is_err(), "so does a warm one");
     }
 
     #[test]
