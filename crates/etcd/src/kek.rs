@@ -220,7 +220,7 @@ impl Material {
 }
 
 /// At most 40 characters of a name read from the store, escaped.
-fn printable(name: &str) -> String {
+pub(crate) fn printable(name: &str) -> String {
     name.chars().take(40).flat_map(char::escape_debug).collect()
 }
 

@@ -427,7 +427,7 @@ impl Wrap<'_> {
                     &layout.kek(),
                     format!(
                         "the keyring wraps new material under key-encryption key {}, and this process does not hold it ({}); nothing was written",
-                        recorded.value,
+                        kek::printable(&recorded.value),
                         kek::held(self.keks)
                     ),
                 )),
