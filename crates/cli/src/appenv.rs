@@ -90,12 +90,11 @@ pub(crate) fn load_for(cli: &Cli, files: &[PathBuf]) -> Result<SecretsManager> {
     })
 }
 
-/// Whether python-dotenv reads `key` back as written before `=`.
+/// Whether python-dotenv reads `key` back as written before `=` (the
+/// file writer's own rule), and holds no `$`, which a `${}` reference could
+/// not name: checked before a value is asked for.
 fn check_name(key: &str) -> Result<()> {
-    let bad = key.is_empty()
-        || key.starts_with(['\'', '"'])
-        || key.contains(|c: char| c == '=' || c == '#' || c == '$' || c.is_whitespace());
-    if bad {
+    if !persist::writable_name(key) || key.contains('$') {
         bail!("{key:?} is not a variable name a .env file can hold unquoted");
     }
     Ok(())

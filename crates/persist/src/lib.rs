@@ -72,7 +72,7 @@ pub use crate::file::{
 };
 pub use crate::keyring::{Keyring, Prefixes, StoredKey, StoredState, StoredVersion};
 pub use crate::store::{EnvStore, FileStore, KeyringStore, OnChange, Watch};
-pub use crate::values::{Variable, read_variables, update_variables};
+pub use crate::values::{Variable, read_variables, update_variables, writable_name};
 /// A file's variables in order: name, and value (`None` for a bare `NAME`).
 pub type DotenvValues = Vec<(String, Option<zeroize::Zeroizing<String>>)>;
 

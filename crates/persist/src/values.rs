@@ -134,8 +134,10 @@ pub fn update_variables<E: From<PersistError>>(
 }
 
 /// Whether python-dotenv reads `name` back as written, unquoted, before
-/// `=`.
-fn writable_name(name: &str) -> bool {
+/// `=`: what [`update_variables`] accepts as a name, so a caller can check
+/// before asking for a value.
+#[must_use]
+pub fn writable_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(['\'', '"'])
         && !name.contains(|c: char| c == '=' || c == '#' || c.is_whitespace())
