@@ -154,10 +154,14 @@ fn render(
     // The last change of a name wins; first-seen order is kept for
     // appending.
     let mut wanted: Vec<(String, Zeroizing<String>)> = Vec::with_capacity(changes.len());
+    let mut slots: HashMap<String, usize> = HashMap::with_capacity(changes.len());
     for (name, value) in changes {
-        match wanted.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => wanted.push((name, value)),
+        match slots.get(&name) {
+            Some(&i) => wanted[i].1 = value,
+            None => {
+                slots.insert(name.clone(), wanted.len());
+                wanted.push((name, value));
+            }
         }
     }
     let index: HashMap<&str, usize> = parsed
@@ -263,19 +267,26 @@ fn read_back(
     };
     let back = file::parse_text(path, text.as_bytes())?;
     file::verify_checksum(path, &back, prefixes).map_err(|_| fail("checksum"))?;
+    // Hashed, so a bulk change of a large file stays linear.
+    let old_names: std::collections::HashSet<&str> =
+        before.bindings.iter().map(|b| b.key.as_str()).collect();
+    let new_values: HashMap<&str, &str> = wanted
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let names = before.bindings.iter().map(|b| b.key.as_str()).chain(
         wanted
             .iter()
             .map(|(n, _)| n.as_str())
-            .filter(|n| !before.bindings.iter().any(|b| b.key == *n)),
+            .filter(|n| !old_names.contains(n)),
     );
     if !names.eq(back.bindings.iter().map(|b| b.key.as_str())) {
         return Err(fail("the variables would differ"));
     }
     for (i, b) in back.bindings.iter().enumerate() {
         let value = back.values[i].1.as_ref().map(|v| v.as_str());
-        if let Some((_, v)) = wanted.iter().find(|(n, _)| *n == b.key) {
-            if value != Some(v.as_str()) {
+        if let Some(&v) = new_values.get(b.key.as_str()) {
+            if value != Some(v) {
                 return Err(fail("a new value reads back differently"));
             }
         } else if b.key == prefixes.checksum {
