@@ -14,6 +14,19 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// A command for `program` that inherits none of the caller's
+/// `SECRETS_MANAGER_*` settings (a keyring address, a KEK, an etcd
+/// password...), so a test never reaches a developer's own keyring.
+pub fn without_caller_settings(program: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SECRETS_MANAGER_") {
+            c.env_remove(name);
+        }
+    }
+    c
+}
+
 /// The workspace root.
 #[must_use]
 pub fn workspace_root() -> PathBuf {

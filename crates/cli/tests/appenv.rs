@@ -50,21 +50,15 @@ impl Env {
     /// The binary, run in the directory, with fast derivations and no
     /// keyring address from the caller's environment.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("secrets-manager").unwrap();
-        c.current_dir(self.dir.path())
-            .env_remove("SECRETS_MANAGER_ENV_FILE")
-            .env_remove("SECRETS_MANAGER_KEYRING")
-            .args(["--iterations", "1000"])
-            .args(args);
-        c
+        Command::from_std(self.std_cmd(args))
     }
 
     /// The same as a `std` command, to spawn and signal.
     fn std_cmd(&self, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("secrets-manager"));
+        let mut c = secrets_manager_tests::without_caller_settings(&assert_cmd::cargo::cargo_bin(
+            "secrets-manager",
+        ));
         c.current_dir(self.dir.path())
-            .env_remove("SECRETS_MANAGER_ENV_FILE")
-            .env_remove("SECRETS_MANAGER_KEYRING")
             .args(["--iterations", "1000"])
             .args(args);
         c

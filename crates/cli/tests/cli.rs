@@ -24,13 +24,13 @@ impl Env {
 
     /// The binary, run in the temporary directory with fast derivations.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("secrets-manager").unwrap();
+        let mut c = secrets_manager_tests::without_caller_settings(&assert_cmd::cargo::cargo_bin(
+            "secrets-manager",
+        ));
         c.current_dir(self.dir.path())
-            .env_remove("SECRETS_MANAGER_ENV_FILE")
-            .env_remove("SECRETS_MANAGER_KEYRING")
             .args(["--iterations", "1000"])
             .args(args);
-        c
+        Command::from_std(c)
     }
 
     fn ok(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {

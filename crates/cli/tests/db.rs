@@ -56,11 +56,10 @@ impl Keyring {
     }
 
     fn cmd(&self, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("secrets-manager"));
-        c.current_dir(self.dir.path())
-            .env_remove("SECRETS_MANAGER_ENV_FILE")
-            .env_remove("SECRETS_MANAGER_KEYRING")
-            .args(args);
+        let mut c = secrets_manager_tests::without_caller_settings(&assert_cmd::cargo::cargo_bin(
+            "secrets-manager",
+        ));
+        c.current_dir(self.dir.path()).args(args);
         c
     }
 

@@ -29,14 +29,12 @@ impl Fleet {
 
     /// The binary with fast derivations and none of the caller's settings.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(assert_cmd::cargo::cargo_bin("secrets-manager"));
-        c.current_dir(self.dir.path());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SECRETS_MANAGER_") {
-                c.env_remove(name);
-            }
-        }
-        c.args(["--iterations", "1000"]).args(args);
+        let mut c = secrets_manager_tests::without_caller_settings(&assert_cmd::cargo::cargo_bin(
+            "secrets-manager",
+        ));
+        c.current_dir(self.dir.path())
+            .args(["--iterations", "1000"])
+            .args(args);
         c
     }
 

@@ -11,9 +11,7 @@ use secrets_manager::persist::{Prefixes, read_keyring};
 use secrets_manager::{SecretsConfig, SecretsManager};
 
 fn bin() -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("secrets-manager"));
-    c.env_remove("SECRETS_MANAGER_ENV_FILE");
-    c
+    secrets_manager_tests::without_caller_settings(&assert_cmd::cargo::cargo_bin("secrets-manager"))
 }
 
 #[test]
