@@ -26,6 +26,9 @@ pub(crate) struct Binding {
     /// Byte range of the value's own text (quotes included; an inline
     /// comment and trailing blanks not), `None` for a bare `NAME`.
     pub(crate) value_span: Option<Range<usize>>,
+    /// Byte offset just after the name (its closing quote included): where
+    /// `=value` goes for a bare `NAME`.
+    pub(crate) key_end: usize,
 }
 
 /// Where parsing stopped: a statement python-dotenv cannot read.
@@ -43,6 +46,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Binding>, Unparsable> {
         line: 1,
         key_line: 1,
         key_pos: 0,
+        key_end: 0,
     };
     let mut out = Vec::new();
     while reader.pos < text.len() {
@@ -57,6 +61,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Binding>, Unparsable> {
                     line: reader.key_line,
                     span: reader.key_pos..reader.pos,
                     value_span,
+                    key_end: reader.key_end,
                 });
             }
             Ok(None) => {}
@@ -95,6 +100,8 @@ struct Reader<'a> {
     key_line: usize,
     /// Where that character is.
     key_pos: usize,
+    /// Just after the current statement's name.
+    key_end: usize,
 }
 
 /// Python's `\s` on `str`: Unicode whitespace, including the
@@ -195,6 +202,7 @@ impl Reader<'_> {
                 Some(key)
             }
         };
+        self.key_end = self.pos;
         self.take_while(is_inline_ws);
         let value = if self.peek() == Some('=') {
             self.advance(1);

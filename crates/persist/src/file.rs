@@ -44,6 +44,11 @@ impl Parsed {
         self.offsets[b.span.start]..self.offsets[b.span.end]
     }
 
+    /// Where a binding's name ends in the original text.
+    pub(crate) fn key_end(&self, b: &Binding) -> usize {
+        self.offsets[b.key_end]
+    }
+
     /// A value's byte range in the original text.
     pub(crate) fn value_span(&self, b: &Binding) -> Option<Range<usize>> {
         b.value_span

@@ -207,11 +207,13 @@ fn render(
         match index.get(name.as_str()).map(|&i| &parsed.bindings[i]) {
             Some(b) => match parsed.value_span(b) {
                 Some(range) => edits.push((range, encoded)),
-                // A bare `NAME` becomes `NAME=value`.
-                None => edits.push((
-                    parsed.span(b),
-                    Zeroizing::new(format!("{name}={}\n", encoded.as_str())),
-                )),
+                // A bare `NAME` becomes `NAME=value`, where it stands: an
+                // `export` before it, a comment after it and its line end
+                // are kept.
+                None => {
+                    let at = parsed.key_end(b);
+                    edits.push((at..at, Zeroizing::new(format!("={}", encoded.as_str()))));
+                }
             },
             None => {
                 appended.push_str(name);
@@ -344,6 +346,31 @@ mod tests {
         );
         // The same values again: nothing to write.
         assert!(!set(&path, vec![change("A", "new a")]).unwrap().written);
+    }
+
+    /// A bare `NAME` gets its value where it stands: the `export` before
+    /// it, a comment after it and CRLF line ends are kept, at the end of
+    /// the file too.
+    #[test]
+    fn a_bare_name_gets_its_value_and_keeps_export_comment_and_line_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "export C # note\r\nD=1\r\nE").unwrap();
+        set(&path, vec![change("C", "x"), change("E", "y")]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "export C=\"x\" # note\r\nD=1\r\nE=\"y\""
+        );
+        let back = read_variables(&path, &Prefixes::default()).unwrap();
+        let value = |n: &str| {
+            back.iter()
+                .find(|v| v.name == n)
+                .and_then(|v| v.value.as_ref().map(|s| s.as_str().to_owned()))
+        };
+        assert_eq!(
+            (value("C").as_deref(), value("E").as_deref()),
+            (Some("x"), Some("y"))
+        );
     }
 
     #[test]
