@@ -351,19 +351,41 @@ pub fn update_keyring<T, E: From<PersistError>>(
     update: impl FnOnce(&mut Keyring) -> Result<T, E>,
 ) -> Result<(T, WriteReport), E> {
     let path = path.as_ref();
+    locked_rewrite(path, prefixes, |parsed| {
+        let mut keyring =
+            keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)?;
+        let out = update(&mut keyring)?;
+        keyring.pin_implicit_active();
+        let text = if keyring.is_changed() || stale_material(parsed, &keyring, prefixes) {
+            Some(render(path, parsed, &keyring, prefixes)?)
+        } else {
+            None
+        };
+        Ok((out, text))
+    })
+}
+
+/// The one locked rewrite of a `.env` file, shared by the keyring and the
+/// application-variable writers: take the file's lock (following a link
+/// to its target), remove stale temporaries, read and parse what the file
+/// holds now and verify its checksum, then let `edit` produce the new
+/// text (`None`: nothing to write), written atomically with the file's
+/// owner and mode. A file created only for the lock is removed again when
+/// nothing was written.
+pub(crate) fn locked_rewrite<T, E: From<PersistError>>(
+    path: &Path,
+    prefixes: &Prefixes,
+    edit: impl FnOnce(&Parsed) -> Result<(T, Option<Zeroizing<String>>), E>,
+) -> Result<(T, WriteReport), E> {
     let (mut lock, created, target) = lock_file(path)?;
     let result = (|| {
         remove_stale_temporaries(&target);
         let bytes = read_limited(path, &mut lock)?;
         let parsed = parse_text(path, &bytes)?;
         verify_checksum(path, &parsed, prefixes)?;
-        let mut keyring =
-            keyring::from_vars(&parsed.values, &Source::File(path.to_owned()), prefixes)?;
-        let out = update(&mut keyring)?;
-        keyring.pin_implicit_active();
+        let (out, text) = edit(&parsed)?;
         let mut report = WriteReport::default();
-        if keyring.is_changed() || stale_material(&parsed, &keyring, prefixes) {
-            let text = render(path, &parsed, &keyring, prefixes)?;
+        if let Some(text) = text {
             let meta = (!created).then(|| lock.metadata()).transpose();
             let meta = meta.map_err(io(path, "cannot stat"))?;
             write_atomically(path, &target, text.as_bytes(), meta.as_ref(), &mut report)?;

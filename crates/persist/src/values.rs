@@ -110,27 +110,11 @@ pub fn update_variables<E: From<PersistError>>(
     update: impl FnOnce(&[Variable]) -> Result<Vec<(String, Zeroizing<String>)>, E>,
 ) -> Result<WriteReport, E> {
     let path = path.as_ref();
-    let (mut lock, created, target) = file::lock_file(path)?;
-    let result = (|| {
-        file::remove_stale_temporaries(&target);
-        let bytes = file::read_limited(path, &mut lock)?;
-        let parsed = file::parse_text(path, &bytes)?;
-        file::verify_checksum(path, &parsed, prefixes)?;
-        let changes = update(&variables(&parsed, prefixes))?;
-        let mut report = WriteReport::default();
-        if let Some(text) = render(path, &parsed, prefixes, changes)? {
-            let meta = (!created).then(|| lock.metadata()).transpose();
-            let meta = meta.map_err(file::io(path, "cannot stat"))?;
-            file::write_atomically(path, &target, text.as_bytes(), meta.as_ref(), &mut report)?;
-            report.written = true;
-        }
-        Ok(report)
-    })();
-    if created && !result.as_ref().is_ok_and(|r| r.written) {
-        let _ = std::fs::remove_file(&target.path);
-    }
-    drop(lock);
-    result
+    file::locked_rewrite(path, prefixes, |parsed| {
+        let changes = update(&variables(parsed, prefixes))?;
+        Ok(((), render(path, parsed, prefixes, changes)?))
+    })
+    .map(|((), report)| report)
 }
 
 /// Whether python-dotenv reads `name` back as written, unquoted, before
