@@ -44,6 +44,9 @@ pub(crate) enum Key {
     Int(i64),
     Real(f64),
     Text(String),
+    /// SQLite text that is not UTF-8, kept byte for byte: it orders and
+    /// matches as stored, and only its display is lossy.
+    RawText(Vec<u8>),
     Blob(Vec<u8>),
 }
 
@@ -53,6 +56,7 @@ impl fmt::Display for Key {
             Self::Int(i) => write!(f, "{i}"),
             Self::Real(r) => write!(f, "{r}"),
             Self::Text(t) => f.write_str(t),
+            Self::RawText(t) => f.write_str(&String::from_utf8_lossy(t)),
             Self::Blob(b) => {
                 f.write_str("x'")?;
                 for byte in b {

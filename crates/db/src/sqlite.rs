@@ -47,17 +47,11 @@ fn key(value: ValueRef<'_>) -> Option<Key> {
         ValueRef::Null => None,
         ValueRef::Integer(i) => Some(Key::Int(i)),
         ValueRef::Real(r) => Some(Key::Real(r)),
-        ValueRef::Text(t) => Some(Key::Text(String::from_utf8_lossy(t).into_owned())),
+        ValueRef::Text(t) => Some(match std::str::from_utf8(t) {
+            Ok(text) => Key::Text(text.to_owned()),
+            Err(_) => Key::RawText(t.to_vec()),
+        }),
         ValueRef::Blob(b) => Some(Key::Blob(b.to_vec())),
-    }
-}
-
-fn key_value(key: &Key) -> Value {
-    match key {
-        Key::Int(i) => Value::Integer(*i),
-        Key::Real(r) => Value::Real(*r),
-        Key::Text(t) => Value::Text(t.clone()),
-        Key::Blob(b) => Value::Blob(b.clone()),
     }
 }
 
@@ -74,6 +68,7 @@ fn key_ref(key: &Key) -> ToSqlOutput<'_> {
         Key::Int(i) => ValueRef::Integer(*i),
         Key::Real(r) => ValueRef::Real(*r),
         Key::Text(t) => ValueRef::Text(t.as_bytes()),
+        Key::RawText(t) => ValueRef::Text(t),
         Key::Blob(b) => ValueRef::Blob(b),
     })
 }
@@ -204,9 +199,9 @@ impl Backend for Sqlite {
             },
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(Self::err(column))?;
-        let limit = Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX));
-        let args: Vec<Value> = match after {
-            Some(a) => vec![limit, key_value(a)],
+        let limit = ToSqlOutput::Owned(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let args: Vec<ToSqlOutput<'_>> = match after {
+            Some(a) => vec![limit, key_ref(a)],
             None => vec![limit],
         };
         let rows = stmt
@@ -230,7 +225,7 @@ impl Backend for Sqlite {
         let mut stmt = self.conn.prepare_cached(&sql).map_err(Self::err(column))?;
         let mut out = Vec::with_capacity(keys.len());
         for wanted in keys {
-            let mut rows = stmt.query([key_value(wanted)]).map_err(Self::err(column))?;
+            let mut rows = stmt.query([key_ref(wanted)]).map_err(Self::err(column))?;
             while let Some(r) = rows.next().map_err(Self::err(column))? {
                 out.push(Row {
                     key: key(r.get_ref(0).map_err(Self::err(column))?),

@@ -126,6 +126,43 @@ fn rows_without_a_key_are_reported_not_skipped_silently() {
     );
 }
 
+/// Text keys that are not UTF-8 page and match byte for byte: none is
+/// skipped or taken for gone.
+#[test]
+fn text_keys_that_are_not_utf8_are_kept_byte_for_byte() {
+    let (keys, manager) = keys_and_manager();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, secret TEXT)")
+        .unwrap();
+    let old = secrets_manager::fernet::Fernet::new(&keys.v1);
+    for key in ["x'6180'", "x'6190'", "x'61c3a9'"] {
+        conn.execute(
+            &format!("INSERT INTO t VALUES (CAST({key} AS TEXT), ?1)"),
+            [old.encrypt(b"value")],
+        )
+        .unwrap();
+    }
+    let mut db = Database::open(&format!("sqlite:{}", path.display())).unwrap();
+    let column = Column::new("t", "secret").unwrap().key_column("k").unwrap();
+    let report = rewrap(
+        &manager,
+        &mut db,
+        &column,
+        RewrapOptions::default().batch(1),
+        &(),
+    )
+    .unwrap();
+    assert_eq!((report.rows, report.rewrapped, report.gone), (3, 3, 0));
+    assert!(report.is_complete());
+    let census = scan(&manager, &mut db, &column, &()).unwrap();
+    assert_eq!(
+        (census.versions[1].values, census.versions[3].values),
+        (0, 3)
+    );
+}
+
 #[test]
 fn hostile_identifiers_are_refused_before_any_sql() {
     for (table, column, key) in [
