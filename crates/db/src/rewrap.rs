@@ -169,6 +169,8 @@ struct Planner<'a> {
     identifier: &'a TokenIdentifier,
     active: Version,
     column: &'a Column,
+    /// Threads that plan a page: the cores, counted once per run.
+    threads: usize,
 }
 
 impl Planner<'_> {
@@ -256,7 +258,7 @@ impl Planner<'_> {
     /// Plans rows on every core: the page's cryptography in parallel, its
     /// database work on the caller's thread.
     fn plan_all(&self, rows: &[Row]) -> Result<Vec<Plan>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = self.threads;
         if threads < 2 || rows.len() < 64 {
             return rows.iter().map(|r| self.plan(r)).collect();
         }
@@ -347,6 +349,7 @@ pub fn rewrap(
         identifier: &identifier,
         active: identifier.active_version(),
         column,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     run(&planner, db.backend(), options, progress)
 }
@@ -590,6 +593,7 @@ mod tests {
             identifier: &identifier,
             active: identifier.active_version(),
             column: &column,
+            threads: 2,
         };
         let report = run(&planner, &mut backend, RewrapOptions::default(), &()).unwrap();
         assert_eq!(
