@@ -660,6 +660,19 @@ mod tests {
         Layout::new("/app")
     }
 
+    /// `v1`, a password version derived with 1 000 iterations.
+    fn password_v1() -> StoredVersion {
+        StoredVersion::new(
+            "v1",
+            StoredKey::Password {
+                password: "pw".into(),
+                salt: "c2FsdA==".into(),
+                salt_hash: None,
+            },
+        )
+        .with_iterations(Some(1_000))
+    }
+
     fn fernet() -> StoredKey {
         StoredKey::Fernet(
             secrets_manager_fernet::Key::generate()
@@ -746,18 +759,7 @@ mod tests {
         let keks = std::slice::from_ref(&kek);
         let mut m = Memory::default();
         m.write(keks, |k| {
-            k.add(
-                StoredVersion::new(
-                    "v1",
-                    StoredKey::Password {
-                        password: "pw".into(),
-                        salt: "c2FsdA==".into(),
-                        salt_hash: None,
-                    },
-                )
-                .with_iterations(Some(1_000))
-                .with_activated_at(Some(10)),
-            )?;
+            k.add(password_v1().with_activated_at(Some(10)))?;
             k.add(StoredVersion::new("v2", fernet()))?;
             k.add(StoredVersion::tombstone("v0"))?;
             k.set_active("v1")
@@ -800,17 +802,7 @@ mod tests {
         let keks = [Kek::generate()];
         let mut m = Memory::default();
         m.write(&keks, |k| {
-            k.add(
-                StoredVersion::new(
-                    "v1",
-                    StoredKey::Password {
-                        password: "pw".into(),
-                        salt: "c2FsdA==".into(),
-                        salt_hash: None,
-                    },
-                )
-                .with_iterations(Some(1_000)),
-            )?;
+            k.add(password_v1())?;
             k.set_active("v1")
         })
         .unwrap();

@@ -94,25 +94,38 @@ fn blobs_stay_blobs_and_numbers_are_not_tokens() {
     assert_eq!((census.versions[3].values, census.not_tokens), (1, 1));
 }
 
-/// SQLite lets a TEXT primary key hold NULL. No update by key reaches
-/// such a row, so the rewrap says so and is not complete; the census still
-/// counts its value under the old version.
-#[test]
-fn rows_without_a_key_are_reported_not_skipped_silently() {
-    let (keys, manager) = keys_and_manager();
+/// A table `t (k TEXT PRIMARY KEY, secret TEXT)` whose rows have the given
+/// key expressions (SQL literals) and each a v1 token; its column, keyed
+/// by `k`, and the database, kept in the returned directory.
+fn text_keyed_table(
+    keys: &crate::fixture::Keys,
+    key_sql: &[&str],
+) -> (tempfile::TempDir, Database, Column) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.db");
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, secret TEXT)")
         .unwrap();
     let old = secrets_manager::fernet::Fernet::new(&keys.v1);
-    conn.execute(
-        "INSERT INTO t VALUES ('a', ?1), (NULL, ?2)",
-        [old.encrypt(b"one"), old.encrypt(b"two")],
-    )
-    .unwrap();
-    let mut db = Database::open(&format!("sqlite:{}", path.display())).unwrap();
+    for key in key_sql {
+        conn.execute(
+            &format!("INSERT INTO t VALUES ({key}, ?1)"),
+            [old.encrypt(b"value")],
+        )
+        .unwrap();
+    }
+    let db = Database::open(&format!("sqlite:{}", path.display())).unwrap();
     let column = Column::new("t", "secret").unwrap().key_column("k").unwrap();
+    (dir, db, column)
+}
+
+/// SQLite lets a TEXT primary key hold NULL. No update by key reaches
+/// such a row, so the rewrap says so and is not complete; the census still
+/// counts its value under the old version.
+#[test]
+fn rows_without_a_key_are_reported_not_skipped_silently() {
+    let (keys, manager) = keys_and_manager();
+    let (_dir, mut db, column) = text_keyed_table(&keys, &["'a'", "NULL"]);
     let report = rewrap(&manager, &mut db, &column, RewrapOptions::default(), &()).unwrap();
     assert_eq!(
         (report.rows, report.rewrapped, report.rows_without_key),
@@ -131,29 +144,14 @@ fn rows_without_a_key_are_reported_not_skipped_silently() {
 #[test]
 fn text_keys_that_are_not_utf8_are_kept_byte_for_byte() {
     let (keys, manager) = keys_and_manager();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.db");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, secret TEXT)")
-        .unwrap();
-    let old = secrets_manager::fernet::Fernet::new(&keys.v1);
-    for key in ["x'6180'", "x'6190'", "x'61c3a9'"] {
-        conn.execute(
-            &format!("INSERT INTO t VALUES (CAST({key} AS TEXT), ?1)"),
-            [old.encrypt(b"value")],
-        )
-        .unwrap();
-    }
-    let mut db = Database::open(&format!("sqlite:{}", path.display())).unwrap();
-    let column = Column::new("t", "secret").unwrap().key_column("k").unwrap();
-    let report = rewrap(
-        &manager,
-        &mut db,
-        &column,
-        RewrapOptions::default().batch(1),
-        &(),
-    )
-    .unwrap();
+    let keys_sql = [
+        "CAST(x'6180' AS TEXT)",
+        "CAST(x'6190' AS TEXT)",
+        "CAST(x'61c3a9' AS TEXT)",
+    ];
+    let (_dir, mut db, column) = text_keyed_table(&keys, &keys_sql);
+    let options = RewrapOptions::default().batch(1);
+    let report = rewrap(&manager, &mut db, &column, options, &()).unwrap();
     assert_eq!((report.rows, report.rewrapped, report.gone), (3, 3, 0));
     assert!(report.is_complete());
     let census = scan(&manager, &mut db, &column, &()).unwrap();
